@@ -22,6 +22,7 @@ from .models import (
     to_target,
 )
 from .plotting import default_cmap, show_image
+from .progress import progress
 
 __all__ = [
     "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_paths",
@@ -29,5 +30,5 @@ __all__ = [
     "transform", "transform_normalize",
     "MODEL_ENV", "Prediction", "categories", "gradcam_layer", "label", "load_model",
     "model_name", "predict", "to_target",
-    "default_cmap", "show_image",
+    "default_cmap", "show_image", "progress",
 ]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 import torchvision.models as models
-from torch.hub import load_state_dict_from_url
+from torch.hub import HASH_REGEX, download_url_to_file
 from torchvision.models import ResNet18_Weights
 
 MODEL_ENV = "CAPTUM_HELPERS_MODEL"
@@ -91,17 +91,31 @@ def load_model(name: str | None = None, verbose: bool = True) -> torch.nn.Module
 
 
 def _resnet18() -> tuple[torch.nn.Module, str]:
-    checkpoint = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(RESNET18_URL))
-    cached = os.path.exists(checkpoint)
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        state_dict = load_state_dict_from_url(RESNET18_URL, progress=True, check_hash=True)
-    finally:
-        socket.setdefaulttimeout(old_timeout)
+    checkpoint = resnet18_checkpoint()
+    how = "the torch hub cache"
+    if not os.path.exists(checkpoint):
+        os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
+        old_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+        try:
+            # verifies the file against the hash in its name before moving it into the cache
+            download_url_to_file(RESNET18_URL, checkpoint, hash_prefix=_hash_prefix(), progress=True)
+        finally:
+            socket.setdefaulttimeout(old_timeout)
+        how = "download"
     model = models.resnet18()
-    model.load_state_dict(state_dict)
-    return model, "IMAGENET1K_V1 weights from " + ("the torch hub cache" if cached else "download")
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    return model, f"IMAGENET1K_V1 weights from {how}"
+
+
+def resnet18_checkpoint() -> str:
+    """Where the ResNet18 weights live in the torch hub cache (``$TORCH_HOME/hub/checkpoints``)."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(RESNET18_URL))
+
+
+def _hash_prefix() -> str | None:
+    match = HASH_REGEX.search(os.path.basename(RESNET18_URL))
+    return match.group(1) if match else None
 
 
 def _efficientnet_lite0() -> torch.nn.Module:
@@ -129,12 +143,13 @@ def model_name(model: torch.nn.Module) -> str:
 
 
 def gradcam_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The convolution 04_layer_gradcam inspects: ResNet18's ``layer3[1].conv2`` (the
-    walkthrough's choice, 256 x 14 x 14), or EfficientNet-Lite0's last 14 x 14 convolution,
-    ``_blocks[10]._project_conv`` (112 x 14 x 14)."""
+    """The layer 04_layer_gradcam inspects on a 14 x 14 grid: ResNet18's ``layer3[1].conv2``
+    (the walkthrough's choice, 256 channels), or for EfficientNet-Lite0 the output of its last
+    14 x 14 block, ``_blocks[10]`` (112 channels). That block's bare projection convolution
+    would be the literal analogue, but without the block's skip connection its map is sparse."""
     if isinstance(model, models.ResNet):
         return model.layer3[1].conv2
-    return model._blocks[10]._project_conv
+    return model._blocks[10]
 
 
 @torch.no_grad()

@@ -1,0 +1,57 @@
+"""Checks on the files learners get: notebooks stored clean, dependency lists in step."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_course_notebooks_are_there():
+    names = [p.stem for p in NOTEBOOKS]
+    for expected in ["00_introduction", "01_prediction", "02_integrated_gradients",
+                     "03_occlusion", "04_layer_gradcam"]:
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"])
+             if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_imports_the_package_without_path_tricks(path):
+    source = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
+    assert "sys.path" not in source
+    assert "captum_helpers" in source
+
+
+def _names(requirements):
+    return {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower().replace("_", "-")
+            for r in requirements}
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["lab"])
+    wanted |= {r for r in project["optional-dependencies"]["test"] if not r.startswith("captum-helpers")}
+    env_lines = [line.strip()[2:].strip().strip('"') for line in
+                 (ROOT / "environment.yml").read_text().splitlines() if line.strip().startswith("- ")]
+    missing = sorted(r for r in wanted if r not in env_lines)
+    assert not missing, f"environment.yml lacks (or pins differently): {missing}"
+
+
+def test_every_bundled_photo_has_a_source_entry():
+    sources = (ROOT / "img" / "SOURCES.md").read_text()
+    photos = [p.name for p in (ROOT / "img").iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
+    assert photos
+    for name in photos:
+        if name in {"cat.jpg", "teapot.jpg", "trilobite.jpg"}:  # downloaded, not bundled
+            continue
+        assert f"`{name}`" in sources, f"img/SOURCES.md does not say where {name} comes from"
