@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -32,14 +33,17 @@ def photo_paths(include_walkthrough: bool = True) -> list[Path]:
 
 
 def download_walkthrough_photos(
-    dest: str | Path = IMG_DIR, url: str = WALKTHROUGH_ZIP_URL, force: bool = False, timeout: float = 30.0
+    dest: str | Path | None = None, url: str | None = None, force: bool = False, timeout: float = 30.0
 ) -> list[Path]:
     """Download the walkthrough's asset zip and unpack cat.jpg, teapot.jpg and trilobite.jpg into ``dest``.
 
-    Photos already present are kept unless ``force``. Each photo is checked to open as an
-    image before it is written. Returns the paths of the three photos.
+    ``dest`` defaults to img/ and ``url`` to the walkthrough's zip. Photos already present
+    are kept unless ``force``. Each photo is checked to open as an image before it is
+    written. Returns the paths of the three photos.
     """
-    dest = Path(dest)
+    # looked up at call time, so the defaults follow IMG_DIR / WALKTHROUGH_ZIP_URL if they are changed
+    dest = Path(IMG_DIR if dest is None else dest)
+    url = WALKTHROUGH_ZIP_URL if url is None else url
     targets = [dest / name for name in WALKTHROUGH_PHOTOS]
     if not force and all(p.exists() for p in targets):
         return targets
@@ -47,8 +51,11 @@ def download_walkthrough_photos(
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "assets.zip"
         print(f"Downloading {url} ...")
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
-            shutil.copyfileobj(response, out)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, TimeoutError) as err:  # HTTP 404, no network, a stalled read
+            raise RuntimeError(f"could not download {url}: {getattr(err, 'reason', None) or err}") from err
         if not zipfile.is_zipfile(archive):
             raise RuntimeError(f"{url} did not return a zip file")
         with zipfile.ZipFile(archive) as zf:
@@ -57,6 +64,8 @@ def download_walkthrough_photos(
             if missing:
                 raise RuntimeError(f"{url} does not contain {', '.join(missing)}")
             for name in WALKTHROUGH_PHOTOS:
+                if not force and (dest / name).exists():
+                    continue  # keep the photo already there, as documented
                 staged = Path(tmp) / name
                 staged.write_bytes(zf.read(members[name]))
                 load_image(staged)  # raises a clear error if the download is damaged

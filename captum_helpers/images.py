@@ -61,6 +61,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
         if img.mode == "I" and arr.max() <= 255:
             top = 255.0
+        elif img.mode == "I" and arr.max() <= 65535:
+            top = 65535.0  # 16-bit data that PIL keeps in 32 bits (16-bit PGM): mid-gray stays mid-gray
         img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "P":
         img = img.convert("RGBA")

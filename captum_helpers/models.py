@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import numbers
 import os
 import socket
 from functools import lru_cache
@@ -46,6 +47,8 @@ def to_target(target: int | str | torch.Tensor) -> int:
         if target.numel() != 1:
             raise ValueError(f"target must be a single class, got a tensor of shape {tuple(target.shape)}")
         target = target.item()
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        target = int(target)  # numpy integers, e.g. from np.argmax
     names = categories()
     if isinstance(target, str):
         try:
@@ -133,7 +136,7 @@ def _efficientnet_lite0() -> torch.nn.Module:
 
 
 def _short(err: Exception) -> str:
-    text = str(getattr(err, "reason", None) or err)
+    text = " ".join(str(getattr(err, "reason", None) or err).split())  # one line, even for multi-line errors
     return text if len(text) < 80 else text[:77] + "..."
 
 
