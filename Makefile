@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 
-.PHONY: setup lab test
+.PHONY: setup lab test learner handouts times doctor
 setup: $(READY)
 
 $(READY): pyproject.toml
@@ -19,8 +19,25 @@ lab: $(READY)
 	$(BIN)/jupyter lab notebooks/
 
 # Unit tests, then every notebook twice: as a machine without internet runs it
-# (offline fallback model, real weights) and on the ResNet18 code path.
+# (offline fallback model, real weights) and on the ResNet18 code path; then the
+# learner copies (solutions removed) offline.
 test: $(READY)
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax --notebook-model=offline notebooks
 	$(BIN)/python -m pytest --nbval-lax --notebook-model=resnet18-random notebooks
+	$(BIN)/python -m captum_helpers learner --out learner
+	$(BIN)/python -m pytest --nbval-lax --notebook-model=offline learner
+
+# Instructors: learner copies without solutions (learner/), executed HTML handouts (site/),
+# the run time of each notebook for the agenda, and a readiness check for the day.
+learner: $(READY)
+	$(BIN)/python -m captum_helpers learner --out learner
+
+handouts: $(READY)
+	$(BIN)/python -m captum_helpers handouts --out site
+
+times: $(READY)
+	$(BIN)/python bench/notebook_times.py
+
+doctor: $(READY)
+	$(BIN)/python -m captum_helpers doctor

@@ -3,26 +3,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import assets, models
+from . import assets
 
 
 def _prefetch(args: argparse.Namespace) -> int:
-    """Download what the notebooks use online into their caches, for an offline day."""
-    failed = 0
-    try:
-        model = models.load_model("resnet18")
-        print(f"ResNet18 weights: ok ({sum(p.numel() for p in model.parameters()):,} parameters)")
-    except RuntimeError as err:
-        print(f"ResNet18 weights: FAILED: {err}")
-        failed += 1
-    try:
-        paths = assets.download_walkthrough_photos(force=args.force)
-        print("Walkthrough photos: ok (" + ", ".join(str(p) for p in paths) + ")")
-    except Exception as err:
-        print(f"Walkthrough photos: FAILED: {err}")
-        failed += 1
-    return 1 if failed else 0
+    """Download the ResNet18 weights and the walkthrough's photos into their caches and verify them, for an offline day."""
+    from .doctor import prefetch
+
+    return prefetch(force=args.force)
 
 
 def _photos(args: argparse.Namespace) -> int:
@@ -32,6 +22,65 @@ def _photos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Print what the notebooks will use (versions, model and why, caches, photos, Insights, browser); exit 1 if something they need is missing."""
+    from .doctor import doctor
+
+    return doctor()
+
+
+def _learner(args: argparse.Namespace) -> int:
+    """Write learner copies of the notebooks: cells tagged `solution` removed, outputs cleared."""
+    from .course import build_learner_copies
+
+    for path, removed in build_learner_copies(args.out, args.notebooks).items():
+        print(f"{path} ({removed} solution cell{'s' if removed != 1 else ''} removed)")
+    return 0
+
+
+def _handouts(args: argparse.Namespace) -> int:
+    """Execute every notebook and write them as HTML pages with an index.html; exit 1 if one fails."""
+    from .course import build_handouts
+
+    runs = build_handouts(args.out, args.notebooks, timeout=args.timeout)
+    failed = [r.path.name for r in runs if r.error]
+    print(f"Wrote {Path(args.out) / 'index.html'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _add_course_commands(sub: argparse._SubParsersAction) -> None:
+    """The instructor's commands: doctor, learner, handouts."""
+    from .course import CELL_TIMEOUT_S, NOTEBOOKS_DIR, ROOT
+
+    cmd = sub.add_parser("doctor", help=_doctor.__doc__, description=_doctor.__doc__)
+    cmd.set_defaults(func=_doctor)
+    for name, func, out in [("learner", _learner, "learner"), ("handouts", _handouts, "site")]:
+        cmd = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
+        cmd.add_argument("--out", type=Path, default=ROOT / out, help=f"output folder (default: {out}/ beside notebooks/)")
+        cmd.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help="folder of the notebooks (default: notebooks/)")
+        cmd.set_defaults(func=func)
+        if name == "handouts":
+            cmd.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S,
+                             help="seconds a cell may run (default: %(default)s)")
+
+
+def _insights(args: argparse.Namespace) -> int:
+    """Open Captum Insights on the photos in img/ in a standalone server and print its URL; Ctrl-C stops it."""
+    from . import insights
+
+    return insights.run_standalone(host=args.host, port=args.port, model_name=args.model)
+
+
+def _add_insights_command(sub: argparse._SubParsersAction) -> None:
+    cmd = sub.add_parser("insights", help=_insights.__doc__, description=_insights.__doc__)
+    cmd.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every network)")
+    cmd.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    cmd.add_argument("--model", choices=["auto", "resnet18", "efficientnet_lite0"], default=None,
+                     help="classifier, as for load_model (default: $CAPTUM_HELPERS_MODEL or auto)")
+    cmd.set_defaults(func=_insights)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m captum_helpers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
         cmd.add_argument("--force", action="store_true", help="download again even if present")
         cmd.set_defaults(func=func)
+    _add_course_commands(sub)
+    _add_insights_command(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

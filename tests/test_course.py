@@ -1,0 +1,140 @@
+"""Learner copies (solutions removed) and HTML handouts, on small notebooks the tests write."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from captum_helpers.__main__ import main
+from captum_helpers.course import SOLUTION_TAG, build_learner_copies, course_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cell(make, source, tags=(), **kwargs):
+    cell = make(source, **kwargs)
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def _exercise_notebook():
+    return new_notebook(cells=[
+        _cell(new_markdown_cell, "# Counting cats"),
+        _cell(new_code_cell, "cats = 3\ncats", execution_count=1,
+              outputs=[new_output("execute_result", {"text/plain": "3"}, execution_count=1)]),
+        _cell(new_markdown_cell, "**Exercise:** double the cats.", tags=["exercise"]),
+        _cell(new_code_cell, "# your code here", tags=["exercise"]),
+        _cell(new_code_cell, "cats = 2 * cats\ncats", tags=["solution"], execution_count=2,
+              outputs=[new_output("execute_result", {"text/plain": "6"}, execution_count=2)]),
+        _cell(new_markdown_cell, "Doubling multiplies by two.", tags=["solution", "hint"]),
+        _cell(new_markdown_cell, "## What you learned"),
+    ])
+
+
+@pytest.fixture
+def notebooks_dir(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(_exercise_notebook(), folder / "01_cats.ipynb")
+    nbformat.write(new_notebook(cells=[new_code_cell("1 + 1")]), folder / "00_intro.ipynb")
+    return folder
+
+
+def test_learner_copy_drops_solution_cells_and_keeps_the_rest(notebooks_dir, tmp_path, capsys):
+    out = tmp_path / "learner"
+    assert main(["learner", "--out", str(out), "--notebooks", str(notebooks_dir)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00_intro.ipynb", "01_cats.ipynb"]
+    assert "01_cats.ipynb (2 solution cells removed)" in capsys.readouterr().out
+
+    cells = nbformat.read(out / "01_cats.ipynb", as_version=4).cells
+    assert [c.source for c in cells] == ["# Counting cats", "cats = 3\ncats", "**Exercise:** double the cats.",
+                                         "# your code here", "## What you learned"]
+    assert [c.metadata.get("tags") for c in cells] == [None, None, ["exercise"], ["exercise"], None]
+    assert all(not c.outputs and c.execution_count is None for c in cells if c.cell_type == "code")
+
+
+def test_learner_copy_leaves_the_instructor_notebook_alone(notebooks_dir, tmp_path):
+    before = (notebooks_dir / "01_cats.ipynb").read_text()
+    build_learner_copies(tmp_path / "learner", notebooks_dir)
+    assert (notebooks_dir / "01_cats.ipynb").read_text() == before
+    assert "cats = 2 * cats" in before
+
+
+def test_learner_copies_of_the_course_notebooks(tmp_path):
+    """On the real notebooks: every solution cell goes, every other cell stays, in order."""
+    written = build_learner_copies(tmp_path / "learner")
+    assert {p.name for p in written} == {p.name for p in course_notebooks()}
+    for path in course_notebooks():
+        original = json.loads(path.read_text())["cells"]
+        kept = [c["source"] for c in original if SOLUTION_TAG not in c.get("metadata", {}).get("tags", [])]
+        copy = nbformat.read(tmp_path / "learner" / path.name, as_version=4).cells
+        assert ["".join(s) if isinstance(s, list) else s for s in kept] == [c.source for c in copy], path.name
+        assert written[tmp_path / "learner" / path.name] == len(original) - len(kept)
+
+
+def test_learner_without_notebooks_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no notebooks"):
+        build_learner_copies(tmp_path / "out", tmp_path)
+
+
+@pytest.fixture
+def tiny_course(tmp_path):
+    """notebooks/ with one notebook that reads ../data/answer.txt and one that fails."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "answer.txt").write_text("forty-two")
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# Reading the answer\n\nFrom a file beside the notebooks."),
+        new_code_cell("print('Model: tiny (made by the test)')\nopen('../data/answer.txt').read().upper()"),
+    ]), folder / "01_answer.ipynb")
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# Dividing by zero"),
+        new_code_cell("1 / 0"),
+        new_code_cell("print('never runs')"),
+    ]), folder / "02_broken.ipynb")
+    return folder
+
+
+def test_handouts_execute_every_notebook_into_html_with_an_index(tiny_course, tmp_path, capsys):
+    site = tmp_path / "site"
+    assert main(["handouts", "--out", str(site), "--notebooks", str(tiny_course), "--timeout", "60"]) == 1
+    assert "FAILED: 02_broken.ipynb" in capsys.readouterr().out
+    assert sorted(p.name for p in site.iterdir()) == ["01_answer.html", "02_broken.html", "index.html"]
+
+    answer = (site / "01_answer.html").read_text()
+    assert "FORTY-TWO" in answer  # executed, in the notebooks' folder
+    assert "<pre>Model: tiny" in answer  # stream output shows as <pre>text
+    broken = (site / "02_broken.html").read_text()
+    assert "ZeroDivisionError" in broken and "never runs" in broken  # written up to the error
+    assert "<pre>never runs" not in broken  # the cell after the error did not run (no output)
+
+    index = (site / "index.html").read_text()
+    assert '<a href="01_answer.html">01_answer</a>' in index
+    assert '<a href="02_broken.html">02_broken</a>' in index
+    assert "Reading the answer" in index and "Dividing by zero" in index
+    assert "failed: ZeroDivisionError" in index
+    assert "with the model tiny" in index
+
+
+def test_handouts_exit_zero_when_every_notebook_runs(tiny_course, tmp_path):
+    (tiny_course / "02_broken.ipynb").unlink()
+    assert main(["handouts", "--out", str(tmp_path / "site"), "--notebooks", str(tiny_course)]) == 0
+    assert "ran without errors" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_notebook_times_prints_seconds_model_and_memory_per_notebook(tiny_course):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "notebook_times.py"),
+                           str(tiny_course / "01_answer.ipynb"), str(tiny_course / "02_broken.ipynb")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # 02_broken fails
+    out = proc.stdout
+    assert "| notebook | model | seconds | kernel peak memory | status |" in out
+    assert re.search(r"\| 01_answer \| tiny \| \d+ \| \d+\.\d GB \| ok \|", out), out
+    assert re.search(r"\| 02_broken \| - \| \d+ \| - \| FAILED: ZeroDivisionError: division by zero \|", out), out
+    assert re.search(r"\| \*\*total\*\* \| \| \*\*\d+\*\* \|", out), out
