@@ -22,6 +22,7 @@ from .models import (
     to_target,
 )
 from .plotting import default_cmap, show_image
+from .insights import InsightsServer, build_visualizer, open_insights, photo_label
 from .progress import progress
 
 __all__ = [
@@ -32,3 +33,4 @@ __all__ = [
     "model_name", "predict", "to_target",
     "default_cmap", "show_image", "progress",
 ]
+__all__ += ["InsightsServer", "build_visualizer", "open_insights", "photo_label"]
