@@ -13,7 +13,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_the_course_notebooks_are_there():
     names = [p.stem for p in NOTEBOOKS]
     for expected in ["00_introduction", "01_prediction", "02_integrated_gradients",
-                     "03_occlusion", "04_layer_gradcam"]:
+                     "03_occlusion", "04_layer_gradcam", "05_captum_insights"]:
         assert expected in names
 
 
