@@ -24,6 +24,7 @@ from .models import (
 from .plotting import default_cmap, show_image
 from .insights import InsightsServer, build_visualizer, open_insights, photo_label
 from .progress import progress
+from .speed import fast_model
 
 __all__ = [
     "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_paths",
@@ -31,6 +32,6 @@ __all__ = [
     "transform", "transform_normalize",
     "MODEL_ENV", "Prediction", "categories", "gradcam_layer", "label", "load_model",
     "model_name", "predict", "to_target",
-    "default_cmap", "show_image", "progress",
+    "default_cmap", "show_image", "progress", "fast_model",
 ]
 __all__ += ["InsightsServer", "build_visualizer", "open_insights", "photo_label"]
