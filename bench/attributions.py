@@ -1,7 +1,7 @@
 """The walkthrough's three attributions, as written, against the calls the notebooks make.
 
-    python bench/attributions.py            # full run, ResNet18 at 224 px (about 8 minutes on 2 cores)
-    python bench/attributions.py --quick    # smoke run: 64 px, 50 IG steps, one run each (under a minute)
+    python bench/attributions.py            # full run, ResNet18 at 224 px (4-8 minutes on an idle 2-core machine)
+    python bench/attributions.py --quick    # smoke run: 64 px, 50 IG steps, one run each (about 30 s)
 
 Runs, in one run and on the same model and photo, per method (Integrated Gradients,
 Occlusion, Layer GradCAM):
@@ -397,8 +397,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None,
                         help="runs per call, the median is reported (default 3; GradCAM at least 5)")
     parser.add_argument("--baseline-occlusion-repeats", type=int, default=None,
-                        help="runs of the walkthrough's occlusion (default 3; 1 with --busy or --quick, "
-                             "where one run takes 2-3 minutes)")
+                        help="runs of the walkthrough's occlusion (default 3; 1 with --quick, and with --busy, "
+                             "where one run takes 1.5-3 minutes)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="run N busy-loop processes beside each measured call, like a laptop where "
                              "something else (a browser, another kernel) keeps a core busy (default 0)")
@@ -421,7 +421,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.size = args.size or (64 if quick else 224)
     args.n_steps = args.n_steps or (50 if quick else 200)
     args.repeats = args.repeats or (1 if quick else 3)
-    # The walkthrough's occlusion takes 20-35 s on an idle 2-core machine, 2-3 minutes on a busy one.
+    # The walkthrough's occlusion takes 20-25 s on an idle 2-core machine, 1.5-3 minutes on a busy one.
     args.baseline_occlusion_repeats = args.baseline_occlusion_repeats or (1 if quick or args.busy else 3)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in args.methods if m not in METHODS]
