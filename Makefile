@@ -1,22 +1,37 @@
 # Quick start:  make lab   (set up, then open JupyterLab on notebooks/)
 #               make test  (set up, then run every test)
-# Both are safe to run again: set-up reruns only when pyproject.toml changes.
+# Both are safe to run again: set-up reruns only when pyproject.toml or overrides.txt change.
+#   make setup PYTHON=python3.13   a venv on another Python (3.10 or newer)
+#   make setup TORCH=cpu           PyTorch's CPU-only build (Linux: about 1 GB instead of 6 GB)
 PYTHON ?= python3
 VENV ?= .venv
+TORCH ?=
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 
-.PHONY: setup lab test learner handouts times doctor
+# uv installs the packages (one resolution, captum's stale numpy<2 overridden by overrides.txt).
+# uv does not read pip's configuration, so the indexes and wheel folders pip is set up with (a
+# company mirror, a local wheel cache) are passed on to it.
+pip_config = $(shell $(PYTHON) -m pip config get global.$(1) 2>/dev/null)
+UV_INDEXES = $(addprefix --index-url ,$(or $(PIP_INDEX_URL),$(call pip_config,index-url))) \
+	$(addprefix --extra-index-url ,$(or $(PIP_EXTRA_INDEX_URL),$(call pip_config,extra-index-url))) \
+	$(addprefix --find-links ,$(or $(PIP_FIND_LINKS),$(call pip_config,find-links)))
+UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --index-strategy unsafe-best-match \
+	--override overrides.txt $(UV_INDEXES) $(if $(TORCH),--torch-backend $(TORCH))
+
+.PHONY: setup lab test test-python learner handouts times doctor
 setup: $(READY)
 
-$(READY): pyproject.toml
+$(READY): pyproject.toml overrides.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install --quiet --upgrade uv
+	$(UV_INSTALL) -e ".[test]"
 	touch $@
 
+# JupyterLab on notebooks/: says which model the notebooks will use first; as root it adds
+# --allow-root, without a browser or display it prints how to reach the server over SSH.
 lab: $(READY)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/python -m captum_course lab
 
 # Unit tests, then every notebook twice: as a machine without internet runs it
 # (offline fallback model, real weights) and on the ResNet18 code path; then the
@@ -25,19 +40,26 @@ test: $(READY)
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax --notebook-model=offline notebooks
 	$(BIN)/python -m pytest --nbval-lax --notebook-model=resnet18-random notebooks
-	$(BIN)/python -m captum_helpers learner --out learner
+	$(BIN)/python -m captum_course learner --out learner
 	$(BIN)/python -m pytest --nbval-lax --notebook-model=offline learner
+
+# The unit tests and the notebooks (offline) on another Python, in its own venv:
+#   make test-python PYTHON=python3.10
+test-python:
+	$(MAKE) setup VENV=.venv-$(notdir $(PYTHON)) PYTHON=$(PYTHON)
+	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests
+	.venv-$(notdir $(PYTHON))/bin/python -m pytest --nbval-lax --notebook-model=offline notebooks
 
 # Instructors: learner copies without solutions (learner/), executed HTML handouts (site/),
 # the run time of each notebook for the agenda, and a readiness check for the day.
 learner: $(READY)
-	$(BIN)/python -m captum_helpers learner --out learner
+	$(BIN)/python -m captum_course learner --out learner
 
 handouts: $(READY)
-	$(BIN)/python -m captum_helpers handouts --out site
+	$(BIN)/python -m captum_course handouts --out site
 
 times: $(READY)
 	$(BIN)/python bench/notebook_times.py
 
 doctor: $(READY)
-	$(BIN)/python -m captum_helpers doctor
+	$(BIN)/python -m captum_course doctor
