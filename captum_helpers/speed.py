@@ -1,21 +1,20 @@
 """Making the attribution calls cheap on a laptop CPU without changing their answer.
 
-The attribution notebooks keep the walkthrough's parameters and add only settings a
-learner can see in the cell:
+The settings, stated here once (the notebooks, README and bench/README.md quote them):
 
 * ``model = fast_model(model)`` once, after loading: eval mode and the ``channels_last``
   memory format, which oneDNN's CPU convolutions run faster (forward and backward);
-* ``internal_batch_size=INTEGRATED_GRADIENTS_BATCH`` in ``IntegratedGradients.attribute``:
-  the 200 steps go through the network a few at a time instead of all at once, so peak
-  memory follows the batch, not ``n_steps``;
-* ``perturbations_per_eval=OCCLUSION_BATCH`` in ``Occlusion.attribute``: occluded copies of
-  the image go through the network in batches instead of one forward pass each.
+* ``internal_batch_size=INTEGRATED_GRADIENTS_BATCH`` (10) in ``IntegratedGradients.attribute``:
+  the 200 steps go through the network 10 at a time (20 passes) instead of all at once, so
+  peak memory follows the batch, not ``n_steps``;
+* ``perturbations_per_eval=OCCLUSION_BATCH`` (28) in ``Occlusion.attribute``: the occluded
+  copies go through the network 28 at a time instead of one forward pass each. The
+  walkthrough's window (3, 15, 15) with strides (3, 8, 8) takes 28 x 28 positions
+  (:func:`occlusion_windows`), so a batch of 28 is one row of them: 28 full passes.
 
-None of these changes what is computed: the attributions agree with the walkthrough's
-calls to float32 rounding (``bench/attributions.py`` measures and checks this). On an idle
-2-core machine they make Integrated Gradients about 1.5x faster in a fifth of the memory and
-Occlusion about 1.3x faster (it is then at the machine's float32 bound); on a busy machine,
-where the walkthrough's one-image-at-a-time occlusion slows down 5x, batching matters more.
+None of these changes what is computed: the attributions agree with the walkthrough's calls
+to float32 rounding. ``bench/attributions.py`` checks that and measures time and memory
+against the walkthrough's calls in one run; bench/README.md gives the run its figures come from.
 
 ``torch.autocast("cpu", dtype=torch.bfloat16)`` around a call is an optional fast mode
 that does change the numbers slightly; :func:`bf16_supported` says whether the CPU has
@@ -23,16 +22,36 @@ the instructions that make it pay.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 
-# Chosen with bench/attributions.py on a 2-core CPU with ResNet18 (see bench/README.md).
-# Integrated Gradients: 10 steps per pass (20 passes for n_steps=200). On 2 cores batches of
-# 10 to 40 steps take the same time; memory grows with the batch (peak RSS of the whole
-# process 1.13 GB at 10, 1.4 GB at 20, 1.5 GB at 25, 2.0 GB at 40, 5.1 GB with all 200 at once).
+# Both chosen with bench/attributions.py on a 2-core CPU with ResNet18 (bench/README.md,
+# "Why these settings"): batches of 10 to 40 steps took the same time there, and memory grows
+# with the batch; occlusion batches of 16 to 32 were fastest, 64 and more slower.
 INTEGRATED_GRADIENTS_BATCH = 10
-# Occlusion: 27 occluded images per forward pass, i.e. one row of the 27 x 27 window positions
-# (27 passes for the walkthrough's 729). 16 to 48 were fastest (16 s); 64 took 20 s, 81 20-30 s.
-OCCLUSION_BATCH = 27
+OCCLUSION_BATCH = 28
+
+
+def occlusion_windows(input_shape: Sequence[int], sliding_window_shapes: Sequence[int],
+                      strides: int | Sequence[int]) -> int:
+    """How many occluded copies captum's ``Occlusion.attribute`` runs through the model.
+
+    Along each dimension the window starts at 0, stride, 2 * stride, ... and a last start is
+    added so that the window reaches the far edge: ceil((size - window) / stride) + 1 starts.
+    The copies are every combination of starts; one more forward pass, of the unoccluded
+    input, comes on top. ``input_shape`` is one example's shape, e.g. (3, 224, 224) -> 784.
+    Introduced in notebook 03.
+    """
+    if isinstance(strides, int):
+        strides = (strides,) * len(input_shape)
+    if not len(input_shape) == len(sliding_window_shapes) == len(strides):
+        raise ValueError(f"input_shape {tuple(input_shape)}, sliding_window_shapes "
+                         f"{tuple(sliding_window_shapes)} and strides {tuple(strides)} need one entry per dimension")
+    if any(w > size for size, w in zip(input_shape, sliding_window_shapes)):
+        raise ValueError(f"sliding_window_shapes {tuple(sliding_window_shapes)} exceeds input_shape {tuple(input_shape)}")
+    return math.prod(math.ceil((size - w) / s) + 1 for size, w, s in zip(input_shape, sliding_window_shapes, strides))
 
 
 def fast_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,4 +1,5 @@
-"""captum_helpers.speed: the settings are applied and the attributions do not change."""
+"""captum_helpers.speed: the settings are applied, the attributions do not change, and the
+occlusion count is the number of copies captum really runs."""
 import copy
 
 import pytest
@@ -7,9 +8,10 @@ import torchvision
 from captum.attr import IntegratedGradients, LayerGradCam, Occlusion
 
 from captum_helpers import speed
-from captum_helpers.speed import bf16_supported, fast_model, is_fast
+from captum_helpers.speed import bf16_supported, fast_model, is_fast, occlusion_windows
 
-RTOL = 1e-3  # the float32-noise tolerance bench/attributions.py checks
+RTOL = 1e-3  # "the same result": the float32-noise tolerance bench/attributions.py checks (its RTOL)
+WALKTHROUGH_OCCLUSION = dict(input_shape=(3, 224, 224), sliding_window_shapes=(3, 15, 15), strides=(3, 8, 8))
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +24,16 @@ def models():
 @pytest.fixture(scope="module")
 def image():
     # On some inputs a pre-activation that is zero up to rounding flips its ReLU gate under a
-    # different memory layout, moving a gradient map by more than rounding (see bench/attributions.py).
-    # This input has none, so the check can be tight.
+    # different memory layout, moving a gradient map by ~1e-4 of its maximum (see bench/attributions.py).
     torch.manual_seed(0)
     return torch.randn(1, 3, 48, 48)
 
 
-def assert_close(fast, plain):
-    assert fast.shape == plain.shape
-    scale = plain.abs().max()
+def assert_close(got, expected):
+    assert got.shape == expected.shape
+    scale = expected.abs().max()
     assert scale > 0
-    assert (fast - plain).abs().max() <= RTOL * scale
+    assert (got - expected).abs().max() <= RTOL * scale
 
 
 def test_fast_model_sets_eval_and_channels_last():
@@ -56,36 +57,91 @@ def test_fast_model_keeps_outputs(models, image):
         assert_close(fast(image.contiguous(memory_format=torch.channels_last)), plain(image))
 
 
-def test_integrated_gradients_batched_agrees(models, image):
+@pytest.mark.parametrize("layout, batch", [("fast", None), ("plain", 5), ("fast", 5)])
+def test_integrated_gradients_same_result(models, image, layout, batch):
     plain, fast = models
     expected = IntegratedGradients(plain).attribute(image, target=3, n_steps=24)
-    got = IntegratedGradients(fast).attribute(image, target=3, n_steps=24, internal_batch_size=5)
+    model = fast if layout == "fast" else plain
+    got = IntegratedGradients(model).attribute(image, target=3, n_steps=24, internal_batch_size=batch)
     assert_close(got, expected)
 
 
-def test_integrated_gradients_batching_alone_is_exact_to_rounding(models, image):
-    _, fast = models
-    whole = IntegratedGradients(fast).attribute(image, target=3, n_steps=24)
-    batched = IntegratedGradients(fast).attribute(image, target=3, n_steps=24, internal_batch_size=5)
-    assert (batched - whole).abs().max() <= 1e-5 * whole.abs().max()
-
-
-def test_occlusion_batched_agrees(models, image):
+def test_occlusion_batched_same_result(models, image):
     plain, fast = models
     kwargs = dict(target=3, strides=(3, 8, 8), sliding_window_shapes=(3, 15, 15), baselines=0)
-    expected = Occlusion(plain).attribute(image, **kwargs)  # 16 occlusions, one at a time
-    got = Occlusion(fast).attribute(image, perturbations_per_eval=6, **kwargs)  # 6 + 6 + 4
+    expected = Occlusion(plain).attribute(image, **kwargs)  # 36 occlusions, one at a time
+    got = Occlusion(fast).attribute(image, perturbations_per_eval=5, **kwargs)  # 7 x 5 + 1
     assert_close(got, expected)
 
 
-def test_gradcam_same_layer_agrees(models, image):
+def test_gradcam_same_layer_same_result(models, image):
     plain, fast = models
     expected = LayerGradCam(plain, plain.layer3[1].conv2).attribute(image, target=3)
     got = LayerGradCam(fast, fast.layer3[1].conv2).attribute(image, target=3)
     assert_close(got, expected)
 
 
-def test_settings_are_sensible():
-    assert isinstance(speed.INTEGRATED_GRADIENTS_BATCH, int) and 1 <= speed.INTEGRATED_GRADIENTS_BATCH <= 200
-    assert isinstance(speed.OCCLUSION_BATCH, int) and 1 <= speed.OCCLUSION_BATCH <= 729
-    assert isinstance(bf16_supported(), bool)
+class CountingModel(torch.nn.Module):
+    """A tiny classifier that counts the images each forward pass receives."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls, self.images = 0, 0
+        self.register_forward_pre_hook(self._count)
+
+    @staticmethod
+    def _count(module, inputs):
+        module.calls += 1
+        module.images += inputs[0].shape[0]
+
+    def forward(self, x):
+        return torch.stack([x.mean(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3))], dim=1)
+
+
+@pytest.mark.parametrize("shape, window, strides, expected", [
+    ((3, 224, 224), (3, 15, 15), (3, 8, 8), 784),  # the walkthrough's call: 28 x 28
+    ((3, 224, 224), (3, 45, 45), (3, 20, 20), 100),  # notebook 03's exercise: 10 x 10
+    ((3, 48, 48), (3, 15, 15), (3, 8, 8), 36),  # (48 - 15) / 8 = 4.1: a sixth start at the edge
+    ((3, 32, 40), (3, 16, 16), (3, 8, 8), 12),  # divisible: 3 x 4
+    ((1, 18, 23), (1, 5, 7), (1, 3, 5), 30),  # odd sizes: 6 x 5
+    ((2, 20, 20), (1, 20, 9), (1, 1, 5), 8),  # a window as tall as the input: 2 x 1 x 4
+])
+def test_occlusion_windows_counts_captums_forward_passes(shape, window, strides, expected):
+    assert occlusion_windows(shape, window, strides) == expected
+    model = CountingModel()
+    Occlusion(model).attribute(torch.rand(1, *shape), target=0, sliding_window_shapes=window,
+                               strides=strides, baselines=0)
+    assert (model.calls, model.images) == (expected + 1, expected + 1)  # plus the unoccluded input
+    batched = CountingModel()
+    Occlusion(batched).attribute(torch.rand(1, *shape), target=0, sliding_window_shapes=window,
+                                 strides=strides, baselines=0, perturbations_per_eval=4)
+    assert (batched.calls, batched.images) == (1 + -(-expected // 4), expected + 1)
+
+
+def test_occlusion_windows_rejects_a_window_larger_than_the_input():
+    with pytest.raises(ValueError, match="exceeds"):
+        occlusion_windows((3, 10, 10), (3, 15, 15), 8)
+
+
+def test_batches_divide_the_walkthroughs_work():
+    # speed.py's claim: IG's 200 steps in 20 passes of 10, the 784 occlusions in 28 full passes
+    assert 200 % speed.INTEGRATED_GRADIENTS_BATCH == 0
+    windows = occlusion_windows(**WALKTHROUGH_OCCLUSION)
+    assert windows == 784 and windows % speed.OCCLUSION_BATCH == 0
+    assert windows // speed.OCCLUSION_BATCH == 28
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [
+    (False, False, False), (True, False, True), (False, True, True), (RuntimeError, False, False),
+])
+def test_bf16_supported_reads_the_cpu_flags(monkeypatch, avx512_bf16, amx, expected):
+    def flag(value):
+        def check():
+            if value is RuntimeError:
+                raise RuntimeError("no cpuinfo")
+            return value
+        return check
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", flag(avx512_bf16), raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", flag(amx), raising=False)
+    assert bf16_supported() is expected
