@@ -1,4 +1,5 @@
-"""captum_helpers.plotting: show_image draws what it is given; the walkthrough's colormap."""
+"""captum_helpers.plotting: show_image draws what it is given; the walkthrough's colormap;
+the share of attribution inside a box, and the box drawn where those pixels are."""
 import os
 
 os.environ.setdefault("MPLBACKEND", "agg")
@@ -12,6 +13,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from captum_helpers import default_cmap, preprocess, show_image
+from captum_helpers.plotting import ROCKET_BOX, draw_box, share_in_box
 
 WHITE = (1.0, 1.0, 1.0, 1.0)
 BLUE = (0.0, 0.0, 1.0, 1.0)
@@ -77,3 +79,43 @@ def test_default_cmap_is_white_at_zero_and_blue_from_a_quarter():
         assert default_cmap(value) == pytest.approx(BLUE, abs=1e-6), value
     red, green, blue, _ = default_cmap(0.125)  # half way to blue: a light blue
     assert red == pytest.approx(0.5, abs=0.02) and green == pytest.approx(0.5, abs=0.02) and blue == 1.0
+
+
+def test_share_in_box_of_an_even_map_is_the_box_area():
+    top, left, bottom, right = ROCKET_BOX
+    even = torch.ones(1, 3, 224, 224)
+    assert share_in_box(even, ROCKET_BOX) == pytest.approx((bottom - top) * (right - left) / 224**2)
+
+
+def test_share_in_box_sums_channels_then_drops_negative_pixels():
+    attr = torch.zeros(1, 3, 10, 10)
+    attr[0, :, 1, 1] = 1.0            # inside: +3 over the channels
+    attr[0, 0, 8, 8], attr[0, 1, 8, 8] = 2.0, 1.0  # outside: +3
+    attr[0, 0, 5, 5], attr[0, 1, 5, 5] = 4.0, -5.0  # outside, -1 after summing: ignored
+    attr[0, :, 2, 2] = -10.0          # inside, negative: ignored
+    assert share_in_box(attr, (0, 0, 4, 4)) == pytest.approx(0.5)
+    assert share_in_box(attr, (0, 0, 9, 9)) == pytest.approx(1.0)  # bottom/right are excluded
+    assert share_in_box(attr, (0, 0, 8, 8)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("attr, box, message", [
+    (torch.ones(3, 10, 10), (0, 0, 4, 4), r"shape \(1, C, H, W\), got \(3, 10, 10\)"),
+    (torch.ones(2, 3, 10, 10), (0, 0, 4, 4), r"got \(2, 3, 10, 10\)"),
+    (torch.ones(1, 1, 10, 10), (0, 0, 4, 11), r"box \(0, 0, 4, 11\) is not .* inside a 10 x 10 map"),
+    (torch.ones(1, 1, 10, 10), (5, 0, 5, 4), r"box \(5, 0, 5, 4\)"),
+    (-torch.ones(1, 1, 10, 10), (0, 0, 4, 4), "no positive part"),
+], ids=["no batch", "batch of two", "box too wide", "empty box", "all negative"])
+def test_share_in_box_rejects_what_it_cannot_measure(attr, box, message):
+    with pytest.raises(ValueError, match=message):
+        share_in_box(attr, box)
+
+
+def test_draw_box_outlines_exactly_the_pixels_share_in_box_counts():
+    image = np.zeros((12, 16))
+    fig, ax = plt.subplots()
+    ax.imshow(image)
+    outline = draw_box(ax, (2, 3, 7, 11))
+    assert outline in ax.patches
+    corners = outline.get_bbox()
+    # pixel columns 3..10 and rows 2..6 span 2.5..10.5 and 1.5..6.5 in imshow's coordinates
+    assert (corners.x0, corners.x1, corners.y0, corners.y1) == (2.5, 10.5, 1.5, 6.5)
