@@ -14,6 +14,7 @@ what else runs on it: measure on an otherwise idle machine like the learners'.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import re
@@ -24,7 +25,7 @@ from typing import NamedTuple
 import nbformat
 from nbformat.v4 import new_code_cell
 
-from captum_helpers.course import CELL_TIMEOUT_S, NOTEBOOKS_DIR, course_notebooks, execute_notebook, model_in_use
+from captum_course.handouts import CELL_TIMEOUT_S, NOTEBOOKS_DIR, course_notebooks, execute_notebook, model_in_use
 
 PEAK_PROBE = "import resource\nprint('peak RSS kB:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 
@@ -60,11 +61,13 @@ def table(rows: list[Row]) -> str:
 
 
 def machine() -> str:
-    """One line on where the numbers come from."""
+    """One line on where the numbers come from, to head the table in the instructor guide."""
     import torch
 
-    return (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    model = os.environ.get("CAPTUM_HELPERS_MODEL") or "(unset: auto)"
+    return (f"Measured with `make times` on {datetime.date.today()}: {platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}, "
+            f"CAPTUM_HELPERS_MODEL={model}, 1-minute load average before the run {os.getloadavg()[0]:.2f}.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds a cell may run")
     args = parser.parse_args(argv)
     paths = args.notebooks or course_notebooks(NOTEBOOKS_DIR)
-    print(f"CAPTUM_HELPERS_MODEL={os.environ.get('CAPTUM_HELPERS_MODEL') or '(unset: auto)'}; {machine()}",
-          flush=True)
+    print(machine() + "\n", flush=True)
     rows = []
     for path in paths:
         rows.append(time_notebook(path, args.timeout))
