@@ -20,7 +20,12 @@ UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --index-stra
 	--override overrides.txt $(UV_INDEXES) $(if $(TORCH),--torch-backend $(TORCH))
 
 .PHONY: setup lab test test-python learner handouts times doctor
-setup: $(READY)
+# `make setup PYTHON=python3.13` on a venv of another Python makes the venv anew.
+setup:
+	@if [ "$(origin PYTHON)" = "command line" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c "$(PY_VERSION)")" != "$$($(PYTHON) -c "$(PY_VERSION)")" ]; then \
+		echo "$(VENV) runs another Python than $(PYTHON): making it anew"; rm -rf $(VENV); fi
+	@$(MAKE) --no-print-directory $(READY)
+PY_VERSION := import sys; print(*sys.version_info[:2])
 
 $(READY): pyproject.toml overrides.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,11 +1,10 @@
-"""Command line: ``python -m captum_helpers <command>``; see ``--help``."""
+"""Command line: ``python -m captum_course <command>``; see ``--help``."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from . import assets
 
 
 def _prefetch(args: argparse.Namespace) -> int:
@@ -17,6 +16,8 @@ def _prefetch(args: argparse.Namespace) -> int:
 
 def _photos(args: argparse.Namespace) -> int:
     """Download the walkthrough's cat, teapot and trilobite photos into img/."""
+    from captum_helpers import assets
+
     for path in assets.download_walkthrough_photos(force=args.force):
         print(path)
     return 0
@@ -31,42 +32,41 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _learner(args: argparse.Namespace) -> int:
     """Write learner copies of the notebooks: cells tagged `solution` removed, outputs cleared."""
-    from .course import build_learner_copies
+    from .handouts import NOTEBOOKS_DIR, ROOT, build_learner_copies
 
-    for path, removed in build_learner_copies(args.out, args.notebooks).items():
+    out, notebooks = args.out or ROOT / "learner", args.notebooks or NOTEBOOKS_DIR
+    for path, removed in build_learner_copies(out, notebooks).items():
         print(f"{path} ({removed} solution cell{'s' if removed != 1 else ''} removed)")
     return 0
 
 
 def _handouts(args: argparse.Namespace) -> int:
     """Execute every notebook and write them as HTML pages with an index.html; exit 1 if one fails."""
-    from .course import build_handouts
+    from .handouts import NOTEBOOKS_DIR, ROOT, build_handouts
 
-    runs = build_handouts(args.out, args.notebooks, timeout=args.timeout)
+    out = args.out or ROOT / "site"
+    runs = build_handouts(out, args.notebooks or NOTEBOOKS_DIR, timeout=args.timeout)
     failed = [r.path.name for r in runs if r.error]
-    print(f"Wrote {Path(args.out) / 'index.html'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(f"Wrote {Path(out) / 'index.html'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 
 def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     """The instructor's commands: doctor, learner, handouts."""
-    from .course import CELL_TIMEOUT_S, NOTEBOOKS_DIR, ROOT
-
     cmd = sub.add_parser("doctor", help=_doctor.__doc__, description=_doctor.__doc__)
     cmd.set_defaults(func=_doctor)
     for name, func, out in [("learner", _learner, "learner"), ("handouts", _handouts, "site")]:
         cmd = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
-        cmd.add_argument("--out", type=Path, default=ROOT / out, help=f"output folder (default: {out}/ beside notebooks/)")
-        cmd.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help="folder of the notebooks (default: notebooks/)")
+        cmd.add_argument("--out", type=Path, default=None, help=f"output folder (default: {out}/ beside notebooks/)")
+        cmd.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: notebooks/)")
         cmd.set_defaults(func=func)
         if name == "handouts":
-            cmd.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S,
-                             help="seconds a cell may run (default: %(default)s)")
+            cmd.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default: %(default)s)")
 
 
 def _insights(args: argparse.Namespace) -> int:
     """Open Captum Insights on the photos in img/ in a standalone server and print its URL; Ctrl-C stops it."""
-    from . import insights
+    from captum_helpers import insights
 
     return insights.run_standalone(host=args.host, port=args.port, model_name=args.model)
 
@@ -81,8 +81,22 @@ def _add_insights_command(sub: argparse._SubParsersAction) -> None:
     cmd.set_defaults(func=_insights)
 
 
+def _lab(args: argparse.Namespace) -> int:
+    """Open JupyterLab on the notebooks: says which model they will use, works as root and on a machine without a browser."""
+    from .lab import run_lab
+
+    return run_lab(port=args.port, extra=args.jupyter_args)
+
+
+def _add_lab_command(sub: argparse._SubParsersAction) -> None:
+    cmd = sub.add_parser("lab", help=_lab.__doc__, description=_lab.__doc__)
+    cmd.add_argument("--port", type=int, default=None, help="port to serve on (default: the first free from 8888)")
+    cmd.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to `jupyter lab`")
+    cmd.set_defaults(func=_lab)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m captum_helpers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m captum_course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func in [("prefetch", _prefetch), ("photos", _photos)]:
         cmd = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
@@ -90,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd.set_defaults(func=func)
     _add_course_commands(sub)
     _add_insights_command(sub)
+    _add_lab_command(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

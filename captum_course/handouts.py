@@ -1,7 +1,10 @@
 """Course materials for instructors: learner copies without solutions, and HTML handouts.
 
-    python -m captum_helpers learner  [--out learner/]   # notebooks minus cells tagged "solution"
-    python -m captum_helpers handouts [--out site/]      # execute every notebook, write HTML + index
+    python -m captum_course learner  [--out learner/]   # notebooks minus cells tagged "solution"
+    python -m captum_course handouts [--out site/]      # execute every notebook, write HTML + index
+
+Both are nbconvert's own preprocessors (TagRemovePreprocessor, ClearOutputPreprocessor,
+ExecutePreprocessor) and its HTMLExporter, plus a small index page.
 """
 from __future__ import annotations
 
@@ -9,12 +12,20 @@ import html
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:  # nbformat, nbclient and nbconvert come with the `lab` extra; imported when used
-    import nbformat
+import nbformat
+from nbconvert import HTMLExporter
+from nbconvert.preprocessors import (
+    CellExecutionError,
+    ClearOutputPreprocessor,
+    ExecutePreprocessor,
+    TagRemovePreprocessor,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+from captum_helpers.assets import course_root
+
+ROOT = course_root()
 NOTEBOOKS_DIR = ROOT / "notebooks"
 SOLUTION_TAG = "solution"
 CELL_TIMEOUT_S = 600  # the slowest cell (Occlusion on ResNet18) takes about a minute on 2 cores
@@ -42,9 +53,6 @@ def learner_notebook(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, 
     Returns the copy and how many cells were removed. Other cells keep their tags, so the
     ``exercise`` stubs stay recognizable.
     """
-    import nbformat
-    from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
-
     copy = nbformat.from_dict(nb)  # a deep copy: the preprocessors change what they get
     before = len(copy.cells)
     remove = TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG}, enabled=True)
@@ -58,8 +66,6 @@ def build_learner_copies(out: str | Path, notebooks_dir: str | Path = NOTEBOOKS_
 
     Put ``out`` beside ``notebooks_dir`` (same depth) so the notebooks' ``../img/...`` paths work.
     """
-    import nbformat
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -80,18 +86,14 @@ def execute_notebook(
     contents (still in the file's folder). A failing cell stops the run; the error is returned,
     not raised, so a caller can report every notebook. The file itself is not changed.
     """
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
     path = Path(path)
     nb = notebook if notebook is not None else nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+    executor = ExecutePreprocessor(timeout=timeout)
     start = time.perf_counter()
     try:
-        client.execute()
+        executor.preprocess(nb, {"metadata": {"path": str(path.parent)}})
         error = None
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+    except (CellExecutionError, TimeoutError, RuntimeError) as err:  # a cell's error, a timeout, a dead kernel
         error = _first_line(err)
     return Executed(path, nb, time.perf_counter() - start, error)
 
@@ -113,8 +115,6 @@ def build_handouts(
 
     A notebook that fails is still written, up to the failing cell, and marked in the index.
     """
-    from nbconvert import HTMLExporter
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter(embed_images=True)

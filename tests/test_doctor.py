@@ -1,4 +1,4 @@
-"""`prefetch` against a local HTTP server serving files the tests make, and `doctor`'s verdicts.
+"""`python -m captum_course`: `prefetch` against a local HTTP server serving files the tests make, and `doctor`'s verdicts.
 
 The server, the random-weight ResNet18 file and the empty TORCH_HOME come from tests/conftest.py.
 """
@@ -14,8 +14,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from captum_helpers import assets, doctor, models
-from captum_helpers.__main__ import main
+from captum_course import doctor
+from captum_course.__main__ import main
+from captum_helpers import assets, models
 
 PHOTO_NAMES = sorted(assets.WALKTHROUGH_PHOTOS)  # cat.jpg, teapot.jpg, trilobite.jpg
 
@@ -149,7 +150,7 @@ def test_doctor_is_happy_with_the_offline_model(caches, capsys):
     code, out = _doctor(capsys)
     assert code == 0, out
     assert "Ready" in out
-    assert "otherwise efficientnet_lite0" in out and "ResNet18 weights not cached" in out
+    assert "model: resnet18 or efficientnet_lite0: ResNet18 weights not cached" in out
     assert "ok    captum: 0.8.0" in out and f"ok    torch: {importlib.metadata.version('torch')}" in out
     assert "ok    Insights front end" in out
     assert "3 bundled photos" in out
@@ -164,7 +165,7 @@ def test_doctor_reports_cached_weights_that_are_not_the_official_file(caches, mo
 
     code, out = _doctor(capsys)
     assert code == 0, out
-    assert "model: resnet18 ($CAPTUM_HELPERS_MODEL=resnet18; ImageNet weights cached)" in out
+    assert "model: resnet18: ImageNet weights cached, chosen by $CAPTUM_HELPERS_MODEL" in out
     assert "not the official file" in out
 
 
@@ -193,13 +194,20 @@ def _bad_model_name(monkeypatch):
     monkeypatch.setenv(models.MODEL_ENV, "resnet50")
 
 
+def _required_package_missing(monkeypatch):
+    """The requirements come from the installed metadata: a new one there is checked too."""
+    requires = importlib.metadata.requires(doctor.DISTRIBUTION)
+    monkeypatch.setattr(importlib.metadata, "requires", lambda dist: [*requires, "no-such-package>=1"])
+
+
 @pytest.mark.parametrize("break_it, problem, message", [
     (_no_fallback, "model", "none offline: ResNet18 weights not cached"),
-    (_forced_resnet18, "model", "its weights are not cached"),
-    (_forced_fallback_missing, "model", "efficientnet_lite0 ($CAPTUM_HELPERS_MODEL=efficientnet_lite0) is not available"),
+    (_forced_resnet18, "model", "ResNet18 weights not cached (run `python -m captum_course prefetch` online)"),
+    (_forced_fallback_missing, "model", "efficientnet_lite0 (by $CAPTUM_HELPERS_MODEL) is not available"),
     (_photos_missing, "photos", "chelsea.png"),
-    (_insights_missing, "Insights front end", "pip install captum==0.8.0"),
-    (_bad_model_name, "model", "'resnet50' is not one of"),
+    (_insights_missing, "Insights front end", "install captum==0.8.0"),
+    (_bad_model_name, "model", "unknown model 'resnet50'"),
+    (_required_package_missing, "no-such-package", "not installed: run `make setup`"),
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_doctor_fails_and_names_what_is_missing(caches, monkeypatch, capsys, break_it, problem, message):
     break_it(monkeypatch)
@@ -208,3 +216,30 @@ def test_doctor_fails_and_names_what_is_missing(caches, monkeypatch, capsys, bre
     fail_lines = [line for line in out.splitlines() if line.startswith("FAIL")]
     assert any(line.startswith(f"FAIL  {problem}:") and message in line for line in fail_lines), out
     assert f"1 problem(s): {problem}." in out
+
+
+@pytest.mark.parametrize("name, tested, installed", [
+    ("python", ("3.10", "3.12"), "3.13.0"),
+    ("numpy", ("1.24", "1.26"), "2.0.1"),
+    ("captum", ("0.8", "0.8"), "0.9.0"),
+])
+def test_doctor_flags_versions_the_course_was_not_tested_with(monkeypatch, name, tested, installed):
+    monkeypatch.setitem(doctor.TESTED, name, tested)
+    check = doctor._tested(name, installed)
+    assert check.status == "warn"
+    assert check.detail == f"{installed}: the course is tested with {name} {tested[0]} to {tested[1]}"
+    assert doctor._tested(name, f"{tested[1]}.3").status == "ok"
+
+
+def test_doctor_lists_the_tested_versions_of_python_numpy_and_captum(caches, capsys):
+    code, out = _doctor(capsys)
+    for name in ("python", "numpy", "captum"):
+        assert any(line.split()[1] == f"{name}:" for line in out.splitlines() if line.strip()), out
+
+
+def test_summary_is_one_line_naming_the_model_and_versions(caches):
+    line = doctor.summary()
+    assert "\n" not in line
+    assert line.startswith("Notebooks will use resnet18 or efficientnet_lite0 (")
+    assert f"numpy {importlib.metadata.version('numpy')}" in line and "captum 0.8.0" in line
+    assert line.endswith("ready.")

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from captum_helpers.__main__ import main
-from captum_helpers.course import SOLUTION_TAG, build_learner_copies, course_notebooks
+from captum_course.__main__ import main
+from captum_course.handouts import SOLUTION_TAG, build_learner_copies, course_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,10 @@
 """Checks on the files learners get: notebooks stored clean, dependency lists in step."""
 import json
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pathlib import Path
 
 import pytest
