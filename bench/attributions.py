@@ -69,14 +69,8 @@ def gradcam(model, input_img, pred_label_idx, n_steps=None):
 
 
 CALLS = {"ig": integrated_gradients, "occlusion": occlusion, "gradcam": gradcam}
-
-
-def suite_kwargs(method: str, variant: str, cfg: dict) -> dict:
-    """The keyword arguments the suite adds to the walkthrough's call."""
-    if variant == "baseline":
-        return {}
-    return {"ig": {"internal_batch_size": cfg["ig_batch"]},
-            "occlusion": {"perturbations_per_eval": cfg["occlusion_batch"]}}.get(method, {})
+# The argument the suite adds to each call; its value is cfg["ig_batch"] / cfg["occlusion_batch"].
+SUITE_ARGUMENT = {"ig": "internal_batch_size", "occlusion": "perturbations_per_eval"}
 
 
 def build(cfg: dict, fast: bool):
@@ -103,11 +97,12 @@ def worker(method: str, variant: str, runs: int, cfg: dict) -> dict:
             start = time.perf_counter()  # each size twice: the first round warms up
             model(input_img.expand(size, -1, -1, -1).contiguous())
             info["times"].append((time.perf_counter() - start) / size)
+    suite = variant != "baseline" and method in SUITE_ARGUMENT
+    extra = {SUITE_ARGUMENT[method]: cfg[f"{method}_batch"]} if suite else {}
     for _ in range(runs if method != "rate" else 0):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16"):
-            attr = CALLS[method](model, input_img, pred_label_idx, n_steps=cfg["n_steps"],
-                                 **suite_kwargs(method, variant, cfg))
+            attr = CALLS[method](model, input_img, pred_label_idx, n_steps=cfg["n_steps"], **extra)
         info["times"].append(time.perf_counter() - start)
         info["attr"] = attr.detach().float().contiguous()
     return {**info, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # kB on Linux
@@ -218,7 +213,8 @@ def report(args: argparse.Namespace, results: dict, variants: list[str], context
     some = next(r for key, r in results.items() if key[0] != "rate")
     lines = [
         f"`{context['command']}` at commit {context['commit']}, {context['date']}; ResNet18 "
-        f"(random weights, torch.manual_seed(0)), {args.image.name} at {args.size}x{args.size}, n_steps={args.n_steps}, fp32 unless marked bf16; "
+        f"(random weights, torch.manual_seed(0)), {args.image.name} at {args.size}x{args.size}, "
+        f"n_steps={args.n_steps}, fp32 unless marked bf16; "
         f"torch {context['torch']}, {some['threads']} threads, {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}); load before/after {context['load_before']:.2f} / "
         f"{context['load_after']:.2f}; wall time {context['elapsed']:.0f} s",

@@ -38,10 +38,11 @@ def occlusion_windows(input_shape: Sequence[int], sliding_window_shapes: Sequenc
                       strides: int | Sequence[int]) -> int:
     """How many occluded copies captum's ``Occlusion.attribute`` runs through the model.
 
-    Along each dimension the window starts at 0, stride, 2 * stride, ... and a last start is
-    added so that the window reaches the far edge: ceil((size - window) / stride) + 1 starts.
-    The copies are every combination of starts; one more forward pass, of the unoccluded
-    input, comes on top. ``input_shape`` is one example's shape, e.g. (3, 224, 224) -> 784.
+    Along each dimension the window starts at 0, stride, 2 * stride, ... until a window
+    reaches the far edge (where it does not fit, captum cuts it off there), so there are
+    ceil((size - window) / stride) + 1 starts; the copies are every combination of starts.
+    One more forward pass, of the unoccluded input, comes on top. ``input_shape`` is one
+    example's shape: (3, 224, 224), window (3, 15, 15), strides (3, 8, 8) -> 28 * 28 = 784.
     Introduced in notebook 03.
     """
     if isinstance(strides, int):
@@ -50,7 +51,8 @@ def occlusion_windows(input_shape: Sequence[int], sliding_window_shapes: Sequenc
         raise ValueError(f"input_shape {tuple(input_shape)}, sliding_window_shapes "
                          f"{tuple(sliding_window_shapes)} and strides {tuple(strides)} need one entry per dimension")
     if any(w > size for size, w in zip(input_shape, sliding_window_shapes)):
-        raise ValueError(f"sliding_window_shapes {tuple(sliding_window_shapes)} exceeds input_shape {tuple(input_shape)}")
+        raise ValueError(f"sliding_window_shapes {tuple(sliding_window_shapes)} "
+                         f"exceeds input_shape {tuple(input_shape)}")
     return math.prod(math.ceil((size - w) / s) + 1 for size, w, s in zip(input_shape, sliding_window_shapes, strides))
 
 
