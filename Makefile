@@ -6,13 +6,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?=
+# A pyenv shim for a Python that is installed but not selected ("pyenv: python3.13: command not
+# found"): ask pyenv where that version's interpreter is.
+PYTHON_EXE = $(shell $(PYTHON) -c '' 2>/dev/null && echo $(PYTHON) || { v=$$(pyenv versions --bare 2>/dev/null \
+	| grep -E '^$(subst .,\.,$(patsubst python%,%,$(PYTHON)))(\.|$$)' | tail -n 1); \
+	[ -n "$$v" ] && PYENV_VERSION=$$v pyenv which $(PYTHON) || echo $(PYTHON); })
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 
 # uv installs the packages (one resolution, captum's stale numpy<2 overridden by overrides.txt).
 # uv does not read pip's configuration, so the indexes and wheel folders pip is set up with (a
 # company mirror, a local wheel cache) are passed on to it.
-pip_config = $(shell $(PYTHON) -m pip config get global.$(1) 2>/dev/null)
+pip_config = $(shell $(PYTHON_EXE) -m pip config get global.$(1) 2>/dev/null)
 UV_INDEXES = $(addprefix --index-url ,$(or $(PIP_INDEX_URL),$(call pip_config,index-url))) \
 	$(addprefix --extra-index-url ,$(or $(PIP_EXTRA_INDEX_URL),$(call pip_config,extra-index-url))) \
 	$(addprefix --find-links ,$(or $(PIP_FIND_LINKS),$(call pip_config,find-links)))
@@ -22,13 +27,13 @@ UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --index-stra
 .PHONY: setup lab test test-python learner handouts times doctor
 # `make setup PYTHON=python3.13` on a venv of another Python makes the venv anew.
 setup:
-	@if [ "$(origin PYTHON)" = "command line" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c "$(PY_VERSION)")" != "$$($(PYTHON) -c "$(PY_VERSION)")" ]; then \
+	@if [ "$(origin PYTHON)" = "command line" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c "$(PY_VERSION)")" != "$$($(PYTHON_EXE) -c "$(PY_VERSION)")" ]; then \
 		echo "$(VENV) runs another Python than $(PYTHON): making it anew"; rm -rf $(VENV); fi
 	@$(MAKE) --no-print-directory $(READY)
 PY_VERSION := import sys; print(*sys.version_info[:2])
 
 $(READY): pyproject.toml overrides.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON_EXE) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade uv
 	$(UV_INSTALL) -e ".[test]"
 	touch $@

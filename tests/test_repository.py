@@ -44,8 +44,9 @@ def test_environment_yml_mirrors_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["lab"])
     wanted |= {r for r in project["optional-dependencies"]["test"] if not r.startswith("captum-helpers")}
-    env_lines = [line.strip()[2:].strip().strip('"') for line in
-                 (ROOT / "environment.yml").read_text().splitlines() if line.strip().startswith("- ")]
+    items = [line.strip()[2:].strip() for line in
+             (ROOT / "environment.yml").read_text().splitlines() if line.strip().startswith("- ")]
+    env_lines = [i[1:-1] if i[:1] == i[-1:] and i[:1] in "'\"" else i for i in items]  # YAML quotes
     missing = sorted(r for r in wanted if r not in env_lines)
     assert not missing, f"environment.yml lacks (or pins differently): {missing}"
 
