@@ -23,7 +23,7 @@ from .models import (
 )
 from .plotting import default_cmap, show_image
 from .progress import progress
-from .speed import fast_model
+from .speed import INTEGRATED_GRADIENTS_BATCH, OCCLUSION_BATCH, fast_model, occlusion_windows
 
 __all__ = [
     "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_paths",
@@ -32,6 +32,7 @@ __all__ = [
     "MODEL_ENV", "Prediction", "categories", "gradcam_layer", "label", "load_model",
     "model_name", "predict", "to_target",
     "default_cmap", "show_image", "progress", "fast_model",
+    "INTEGRATED_GRADIENTS_BATCH", "OCCLUSION_BATCH", "occlusion_windows",
 ]
 # Captum Insights (notebook 05) brings Flask and captum.insights: imported on first use, so a
 # kernel that never opens the explorer does not pay for them.
