@@ -1,0 +1,55 @@
+"""The package notebooks import: light to import, its tools apart, its photos found or a
+clear word on where the course lives."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from captum_helpers import assets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules_after(code: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+def test_importing_the_package_brings_no_web_framework_and_no_tools():
+    loaded = _modules_after("import captum_helpers")
+    assert not {"flask", "werkzeug", "captum.insights", "nbconvert", "captum_course"} & loaded
+
+
+def test_insights_is_imported_when_first_used():
+    loaded = _modules_after("from captum_helpers import open_insights")
+    assert {"flask", "captum_helpers.insights"} <= loaded
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    import captum_helpers
+
+    with pytest.raises(AttributeError, match="no attribute 'open_insight'"):
+        captum_helpers.open_insight
+
+
+def test_the_course_folder_is_found_from_a_notebooks_kernel(tmp_path, monkeypatch):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "SOURCES.md").write_text("photos")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.setattr(assets, "__file__", str(tmp_path / "site-packages" / "captum_helpers" / "assets.py"))
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
+    monkeypatch.delenv("CAPTUM_COURSE_ROOT", raising=False)
+    assert assets.course_root() == tmp_path
+
+
+def test_without_the_repository_the_error_says_where_the_course_lives(tmp_path, monkeypatch):
+    monkeypatch.setattr(assets, "__file__", str(tmp_path / "site-packages" / "captum_helpers" / "assets.py"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CAPTUM_COURSE_ROOT", raising=False)
+    with pytest.raises(FileNotFoundError, match="used from a clone of the course repository"):
+        assets.course_root()
+    monkeypatch.setenv("CAPTUM_COURSE_ROOT", str(ROOT))
+    assert assets.course_root() == ROOT
