@@ -83,10 +83,10 @@ def test_postbuild_prefetches_weights_outside_home_and_checks_the_result(dockerf
     assert env["NB_PYTHON_PREFIX"] == "/srv/conda/envs/notebook" and env["HOME"] == "/home/jovyan"
     calls = _run_postbuild(tmp_path, env)
     assert calls[0].endswith("-m pip install --no-cache-dir --no-deps -e .")
-    assert f"TORCH_HOME={torch_home} MODEL= -m captum_helpers prefetch" in calls
-    assert f"TORCH_HOME={torch_home} MODEL= -m captum_helpers learner --out learner" in calls
+    assert f"TORCH_HOME={torch_home} MODEL= -m captum_course prefetch" in calls
+    assert f"TORCH_HOME={torch_home} MODEL= -m captum_course learner --out learner" in calls
     # the build fails (doctor exits 1) unless ResNet18's weights are in the image
-    assert calls[-1] == f"TORCH_HOME={torch_home} MODEL=resnet18 -m captum_helpers doctor"
+    assert calls[-1] == f"TORCH_HOME={torch_home} MODEL=resnet18 -m captum_course doctor"
     assert not torch_home.startswith(env["HOME"])  # a hub mounts a fresh home over the image's
 
 
