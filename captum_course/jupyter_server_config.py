@@ -1,0 +1,34 @@
+"""The course's Jupyter server settings: kernels that don't pile up, and a memory meter.
+
+Loaded by ``make lab`` (``python -m captum_course lab`` passes ``--config`` with this file) and,
+copied into the image's Jupyter config folder by binder/postBuild, by Binder and hub servers.
+JupyterLab keeps every opened notebook's kernel running, each holding PyTorch, a model and its
+activations (about 1 GB each: docs/instructor.md, *Capacity*, has the measured figures). A
+learner who clicks through the course without shutting anything keeps them all. So:
+
+* a kernel nobody has run a cell in for ``cull_idle_timeout`` seconds is shut down, even with
+  its notebook still open in a tab (``cull_connected``), never while a cell runs (``cull_busy``).
+  20 minutes is shorter than a notebook's slot in the agenda (30-40 minutes), so the kernels
+  of the notebooks before the previous one are gone, and longer than a break. A learner who
+  comes back to a culled notebook picks the kernel again and runs it from the top.
+* the status bar's memory meter (jupyter-resource-usage) shows the server and its kernels
+  against the limit the hub sets (``MEM_LIMIT``; on a laptop, the machine's memory) and turns
+  red when less than one notebook's kernel would still fit.
+
+Anything here can be changed for one run on the command line, which wins over this file:
+``make lab`` takes no arguments, but ``python -m captum_course lab
+--MappingKernelManager.cull_idle_timeout=3600`` does.
+"""
+# ``c`` is the configuration object Jupyter provides while it loads this file.
+c = get_config()  # noqa: F821
+
+MINUTES = 60
+
+c.MappingKernelManager.cull_idle_timeout = 20 * MINUTES
+c.MappingKernelManager.cull_interval = 1 * MINUTES
+c.MappingKernelManager.cull_connected = True  # an open tab does not keep an idle kernel alive
+c.MappingKernelManager.cull_busy = False  # Integrated Gradients or Occlusion still running: keep it
+
+# jupyter-resource-usage: red at 80 % of the limit, about one kernel's peak below a 6-8 GB limit
+c.ResourceUseDisplay.mem_warning_threshold = 0.2
+c.ResourceUseDisplay.track_cpu_percent = True  # CPU next to memory, against CPU_LIMIT where the hub sets it
