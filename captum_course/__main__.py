@@ -95,6 +95,23 @@ def _add_lab_command(sub: argparse._SubParsersAction) -> None:
     cmd.set_defaults(func=_lab)
 
 
+def _translations(args: argparse.Namespace) -> int:
+    """Report which cells of the Chinese edition (notebooks/zh-CN/) are stale or untranslated; exit 1 if any."""
+    from .translations import run
+
+    return run(show=args.show, do_sync=args.sync, done=args.done)
+
+
+def _add_translations_command(sub: argparse._SubParsersAction) -> None:
+    cmd = sub.add_parser("translations", help=_translations.__doc__, description=_translations.__doc__)
+    cmd.add_argument("--show", action="store_true", help="print the English text of each cell to translate")
+    cmd.add_argument("--sync", action="store_true",
+                     help="copy the code cells, add placeholders for new Markdown cells, drop cells English no longer has")
+    cmd.add_argument("--done", nargs="+", metavar=("NOTEBOOK", "CELL"),
+                     help="record these Markdown cells (English indices) as translated from the current English")
+    cmd.set_defaults(func=_translations)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m captum_course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_course_commands(sub)
     _add_insights_command(sub)
     _add_lab_command(sub)
+    _add_translations_command(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

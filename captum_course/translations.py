@@ -1,0 +1,206 @@
+"""Keep the Chinese edition (notebooks/zh-CN/) in step with the English notebooks.
+
+    python -m captum_course translations            # which cells are stale or untranslated; exit 1 if any
+    python -m captum_course translations --show     # ... with the English text to translate
+    python -m captum_course translations --sync     # make the structure match the English notebooks
+    python -m captum_course translations --done 02_integrated_gradients 5 7   # record cells as translated
+
+Every Markdown cell of the Chinese edition keeps, in its metadata, the SHA-256 of the English
+cell source it was translated from (``{"translation": {"source_sha256": "..."}}``). When the
+English text changes, the fingerprints no longer match and the cell is reported as *stale*.
+Code cells are not translated: ``--sync`` copies them byte for byte, tags included.
+
+The two notebooks are lined up by content (code cells by their source, Markdown cells by their
+fingerprint), so cells inserted, deleted or moved in English are found wherever they land.
+``--sync`` then rewrites the Chinese notebook in the English order: translations that still
+match are kept, a translation of an English cell that changed stays in place (stale, to be
+revised), a new English Markdown cell arrives as a placeholder (the English text under a
+``（待翻译）`` line), and cells English no longer has are dropped.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+from typing import NamedTuple
+
+import nbformat
+
+from .handouts import NOTEBOOKS_DIR, course_notebooks
+
+ZH_DIR = NOTEBOOKS_DIR / "zh-CN"
+KEY = "translation"
+PLACEHOLDER = "**（待翻译）** 以下为英文原文,请翻译后删除本行。\n\n"
+
+
+class Finding(NamedTuple):
+    """One cell of the Chinese edition that needs work, by its place in the English notebook."""
+    notebook: str
+    index: int | None  # the English cell's index; None for a cell English no longer has
+    kind: str  # "stale", "untranslated", "code", "extra", "missing notebook", "extra notebook"
+    english: str  # the English source to translate from ("" for extra cells and notebooks)
+
+    def line(self) -> str:
+        where = f"{self.notebook} cell {self.index}" if self.index is not None else self.notebook
+        first = self.english.strip().splitlines()[0][:70] if self.english.strip() else ""
+        return f"{where}: {self.kind}" + (f"  | {first}" if first else "")
+
+
+def fingerprint(source: str) -> str:
+    """SHA-256 of a cell source (hex), what a translation records of the English it came from."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def translated_from(cell: nbformat.NotebookNode) -> str | None:
+    """The fingerprint a Chinese Markdown cell records, or None for a placeholder."""
+    return cell.get("metadata", {}).get(KEY, {}).get("source_sha256")
+
+
+def _tags(cell: nbformat.NotebookNode) -> tuple[str, ...]:
+    return tuple(cell.get("metadata", {}).get("tags", []))
+
+
+def _key(cell: nbformat.NotebookNode, english: bool) -> tuple:
+    """What must be equal for a Chinese cell to stand for an English one."""
+    if cell.cell_type == "code":
+        return ("code", cell.source, _tags(cell))
+    return (cell.cell_type, fingerprint(cell.source) if english else translated_from(cell))
+
+
+def align(en: list, zh: list) -> list[tuple[int | None, int | None]]:
+    """Pairs (English index, Chinese index) lining up the two cell lists; None where one side has no cell.
+
+    Cells that match by content pair first; between them, cells of the same type pair in order
+    (a Markdown cell whose English changed pairs with its old translation).
+    """
+    matcher = difflib.SequenceMatcher(a=[_key(c, True) for c in en], b=[_key(c, False) for c in zh], autojunk=False)
+    pairs = []
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            pairs += zip(range(a0, a1), range(b0, b1))
+            continue
+        types = difflib.SequenceMatcher(a=[c.cell_type for c in en[a0:a1]], b=[c.cell_type for c in zh[b0:b1]],
+                                        autojunk=False)
+        for op2, i0, i1, j0, j1 in types.get_opcodes():
+            if op2 == "equal":
+                pairs += zip(range(a0 + i0, a0 + i1), range(b0 + j0, b0 + j1))
+            else:
+                pairs += [(i, None) for i in range(a0 + i0, a0 + i1)] + [(None, j) for j in range(b0 + j0, b0 + j1)]
+    return pairs
+
+
+def compare(en_nb: nbformat.NotebookNode, zh_nb: nbformat.NotebookNode, name: str) -> list[Finding]:
+    """What in ``zh_nb`` does not match ``en_nb``: stale or untranslated Markdown, differing code, extra cells."""
+    findings = []
+    for i, j in align(en_nb.cells, zh_nb.cells):
+        english = en_nb.cells[i] if i is not None else None
+        if english is None:
+            findings.append(Finding(name, None, "extra", ""))
+        elif english.cell_type == "code":
+            if j is None or _key(zh_nb.cells[j], False) != _key(english, True):
+                findings.append(Finding(name, i, "code", english.source))
+        elif j is None or translated_from(zh_nb.cells[j]) is None:
+            findings.append(Finding(name, i, "untranslated", english.source))
+        elif translated_from(zh_nb.cells[j]) != fingerprint(english.source):
+            findings.append(Finding(name, i, "stale", english.source))
+        elif _tags(zh_nb.cells[j]) != _tags(english):
+            findings.append(Finding(name, i, "tags", english.source))
+    return findings
+
+
+def synced(en_nb: nbformat.NotebookNode, zh_nb: nbformat.NotebookNode | None) -> nbformat.NotebookNode:
+    """A Chinese notebook with the English one's cells, in its order: code copied, translations kept."""
+    zh_cells = zh_nb.cells if zh_nb is not None else []
+    cells = []
+    for i, j in align(en_nb.cells, zh_cells):
+        if i is None:
+            continue  # English no longer has this cell
+        english = nbformat.from_dict(en_nb.cells[i])  # a copy: id, metadata and tags from English
+        if english.cell_type == "code":
+            english.outputs, english.execution_count = [], None
+        elif j is not None:
+            english.source = zh_cells[j].source
+            english.metadata[KEY] = dict(zh_cells[j].metadata.get(KEY, {}))
+        else:
+            english.source = PLACEHOLDER + english.source
+            english.metadata[KEY] = {"source_sha256": None}
+        cells.append(english)
+    result = nbformat.from_dict(en_nb)
+    result.cells = cells
+    return result
+
+
+def mark_translated(en_nb: nbformat.NotebookNode, zh_nb: nbformat.NotebookNode, indices: list[int]) -> None:
+    """Record that the Markdown cells at ``indices`` now translate the current English text."""
+    if [c.cell_type for c in en_nb.cells] != [c.cell_type for c in zh_nb.cells]:
+        raise ValueError("the notebooks' cells do not line up: run `python -m captum_course translations --sync` first")
+    for index in indices:
+        if not 0 <= index < len(zh_nb.cells) or zh_nb.cells[index].cell_type != "markdown":
+            raise ValueError(f"cell {index} is not a Markdown cell")
+        if PLACEHOLDER.strip() in zh_nb.cells[index].source:
+            raise ValueError(f"cell {index} is still a placeholder: translate it and remove the （待翻译） line")
+        zh_nb.cells[index].metadata[KEY] = {"source_sha256": fingerprint(en_nb.cells[index].source)}
+
+
+def pairs_of_notebooks(en_dir: Path = NOTEBOOKS_DIR, zh_dir: Path = ZH_DIR) -> list[tuple[Path | None, Path | None]]:
+    """(English path, Chinese path) for every notebook name either edition has; None where one lacks it."""
+    en = {p.name: p for p in course_notebooks(en_dir)}
+    zh = {p.name: p for p in Path(zh_dir).glob("*.ipynb")}
+    return [(en.get(name), zh.get(name)) for name in sorted(en.keys() | zh.keys())]
+
+
+def report(en_dir: Path = NOTEBOOKS_DIR, zh_dir: Path = ZH_DIR) -> list[Finding]:
+    """Every finding, for every notebook of both editions."""
+    findings = []
+    for en_path, zh_path in pairs_of_notebooks(en_dir, zh_dir):
+        if en_path is None:
+            findings.append(Finding(zh_path.name, None, "extra notebook", ""))
+        elif zh_path is None:
+            findings.append(Finding(en_path.name, None, "missing notebook", ""))
+        else:
+            findings += compare(nbformat.read(en_path, as_version=4), nbformat.read(zh_path, as_version=4), en_path.name)
+    return findings
+
+
+def sync(en_dir: Path = NOTEBOOKS_DIR, zh_dir: Path = ZH_DIR) -> list[Path]:
+    """Rewrite every Chinese notebook to the English structure (a missing one starts as placeholders); return those changed.
+
+    A Chinese notebook whose English one is gone is left alone (and reported as extra).
+    """
+    Path(zh_dir).mkdir(parents=True, exist_ok=True)
+    changed = []
+    for en_path, zh_path in pairs_of_notebooks(en_dir, zh_dir):
+        if en_path is None:
+            continue
+        target = Path(zh_dir) / en_path.name
+        old = nbformat.read(target, as_version=4) if zh_path else None
+        new = synced(nbformat.read(en_path, as_version=4), old)
+        if old is None or nbformat.writes(new) != nbformat.writes(old):
+            nbformat.write(new, target)
+            changed.append(target)
+    return changed
+
+
+def run(show: bool = False, do_sync: bool = False, done: list[str] | None = None,
+        en_dir: Path = NOTEBOOKS_DIR, zh_dir: Path = ZH_DIR) -> int:
+    """The command: sync or record translations if asked, then list what is left; exit status 1 if anything is."""
+    if do_sync:
+        for path in sync(en_dir, zh_dir):
+            print(f"synced {path}")
+    if done:
+        name = done[0] if done[0].endswith(".ipynb") else done[0] + ".ipynb"
+        en_nb, zh_path = nbformat.read(Path(en_dir) / name, as_version=4), Path(zh_dir) / name
+        zh_nb = nbformat.read(zh_path, as_version=4)
+        mark_translated(en_nb, zh_nb, [int(i) for i in done[1:]])
+        nbformat.write(zh_nb, zh_path)
+        print(f"{zh_path}: cells {', '.join(done[1:])} recorded as translated")
+    findings = report(en_dir, zh_dir)
+    for finding in findings:
+        print(finding.line())
+        if show and finding.english:
+            print("    " + finding.english.replace("\n", "\n    "))
+    if not findings:
+        print(f"{Path(zh_dir)}: every notebook matches the English edition, every translation is up to date")
+    elif not do_sync and any(f.kind in {"code", "extra", "missing notebook", "tags"} for f in findings):
+        print("run `python -m captum_course translations --sync` to copy the code and line up the cells")
+    return 1 if findings else 0
