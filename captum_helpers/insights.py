@@ -1,369 +1,150 @@
 """Open Captum Insights from a notebook cell (introduced in 05_captum_insights).
 
-``AttributionVisualizer.render()`` is a classic-notebook widget: JupyterLab 4, Notebook 7
-and VS Code only say "No version of module jupyter-captum-insights is registered". So the
-suite serves Insights' own front end (it ships built inside captum 0.8.0) from a small Flask
-app on a loopback port, in a daemon thread, and shows it in the cell as an IFrame. On
-JupyterHub or Binder the IFrame goes through jupyter-server-proxy.
-
-The app answers the same routes as captum's ``insights/attr_vis/server.py`` but per
-visualizer (captum keeps one module-global visualizer and port), validates what it is sent,
-shows each example once, and does less work per Fetch (see ``_FastCalculation``).
+captum's ``render()`` is a classic-notebook widget that JupyterLab 4, Notebook 7 and VS Code
+cannot show, so the kernel serves Insights' own page (built inside captum 0.8.0) on a loopback
+port and the cell shows it in an IFrame: directly, through jupyter-server-proxy (JupyterHub,
+Binder) or through Colab's kernel-port proxy. A loopback port is shared by every user of the
+machine, so the server answers only under its secret path ``/<token>/`` (the page's URLs are
+relative: they keep it), for an allowed Host, and POSTs only as JSON from its own page. A
+Fetch has a work budget; a newer request, a client that left, ``stop()`` or the end of the
+process cancels it at the model's next layer.
 """
 from __future__ import annotations
 
-import base64
-import copy
-import io
+import atexit
+import getpass
+import hmac
+import json
+import math
 import os
+import secrets
+import select
 import signal
+import socket
 import sys
 import threading
-from collections import deque
-from dataclasses import dataclass, field
+import warnings
+import weakref
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
 
-import matplotlib
-import numpy as np
+import captum.insights.attr_vis as attr_vis
 import torch
-from captum._utils.common import _format_additional_forward_args, _format_tensor_into_tuples
-from captum.attr._utils import visualization as viz
-from captum.attr._utils.batching import _tuple_splice_range
+from captum.attr._utils.batching import _batched_generator
 from captum.insights import AttributionVisualizer, Batch
-from captum.insights.attr_vis import server as captum_server
-from captum.insights.attr_vis.app import FilterConfig, SampleCache
-from captum.insights.attr_vis.attribution_calculation import AttributionCalculation
-from captum.insights.attr_vis.config import (
-    ATTRIBUTION_METHOD_CONFIG,
-    ATTRIBUTION_NAMES_TO_METHODS,
-    NumberConfig,
-    StrConfig,
-    StrEnumConfig,
-)
-from captum.insights.attr_vis.features import FeatureOutput, ImageFeature
+from captum.insights.attr_vis.app import OutputScore, SampleCache
+from captum.insights.attr_vis.config import ATTRIBUTION_METHOD_CONFIG, ATTRIBUTION_NAMES_TO_METHODS, NumberConfig
+from captum.insights.attr_vis.features import ImageFeature
+from captum.insights.attr_vis.server import namedtuple_to_dict
 from flask import Flask, Response, jsonify, request
-from flask_compress import Compress
-from PIL import Image
-from torch import fx, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.exceptions import BadRequest, Conflict, HTTPException, RequestEntityTooLarge, UnprocessableEntity
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from .assets import PHOTOS, WALKTHROUGH_PHOTOS, photo_paths
 from .images import load_image, transform, transform_normalize
 from .models import categories
+from .speed import occlusion_windows
 
-FRONTEND = Path(captum_server.__file__).resolve().parent / "frontend" / "build"
-LOOPBACK = "127.0.0.1"
-PREDICTIONS = ("all", "correct", "incorrect")
-# Perturbation methods evaluate the model once per perturbed copy of a photo. Feature
-# Ablation without a mask perturbs each of the 150,528 input values separately: hours here,
-# with the server busy all that time. Refuse such requests with a message instead.
-MAX_PERTURBATIONS = 20_000
-MAX_IG_STEPS = 2_000
-IG_CHUNK = 32  # IG steps per forward/backward: keeps memory bounded for large n_steps
-
-# Friendlier starting values than captum's empty strings, which make Occlusion fail:
-# the walkthrough's window and strides, many perturbations per forward pass.
-ARGUMENT_DEFAULTS = {
-    "Occlusion": {"sliding_window_shapes": "3 15 15", "strides": "3 8 8", "perturbations_per_eval": 64},
-    "Feature Ablation": {"perturbations_per_eval": 64},
-}
-
-
-class RequestError(ValueError):
-    """A request the explorer cannot answer; ``status`` is the HTTP status to reply with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
+LOOPBACK, LOOPBACK_NAMES = "127.0.0.1", {"127.0.0.1", "localhost", "::1"}
+COLAB_PROXY_DOMAINS = ("-colab.googleusercontent.com", ".colab.dev")  # where Colab serves a kernel port
+MAX_BODY = 1 << 20  # bytes; the page's own requests are under 1 KB
+THREADS, IDLE_TIMEOUT_S, CANCEL_WAIT_S = 16, 10.0, 2.0  # one page opens about 6 connections
+# Model passes one Fetch may make (a backward pass counts as two), summed over the photos it
+# shows; `python bench/insights_fetch.py --budget` times the largest allowed Fetch (aim: ~30 s).
+MAX_PASSES = 800
+IG_BATCH = 8  # Integrated Gradients steps per pass: small memory, and a cancel lands within one
+# captum's Occlusion defaults are empty strings (it fails). A 7 x 7 grid of 32-pixel squares is
+# 50 passes per photo; the walkthrough's window 15, strides 8 make 28 x 28 + 1 = 785.
+# _batched_generator warns, per example, that the inputs do not require gradients: they need not
+warnings.filterwarnings("ignore", message="It looks like that the attribution for a gradient-based")
+ARGUMENT_DEFAULTS = {"Occlusion": {"sliding_window_shapes": "3 32 32", "strides": "3 32 32",
+                                   "perturbations_per_eval": 16}, "Feature Ablation": {"perturbations_per_eval": 16}}
 
 
-# --- faster attribution, same results --------------------------------------------------
+class Cancelled(Conflict):
+    description = "Cancelled: a newer request replaced this one, or the server is stopping."
 
 
-class _FastCalculation(AttributionCalculation):
-    """captum's AttributionCalculation with less work per Fetch and no side effects.
-
-    Most of a Fetch is the forward and backward passes of Integrated Gradients (see
-    bench/insights_fetch.py). Four changes cut them without changing the maths:
-      * the model runs as a copy whose parameters need no gradients (attributions need
-        gradients with respect to the input only); the user's model is never modified,
-        not even by the hooks Guided Backprop or Deconvolution attach;
-      * in that copy each eval-mode BatchNorm is folded into the convolution before it;
-      * image inputs are channels_last, the faster memory layout for CPU convolutions;
-      * predictions run without autograd.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._copies: dict[int, tuple[tuple, nn.Module]] = {}
-
-    def _model(self, model: nn.Module) -> nn.Module:
-        """The fast copy of ``model``, made again whenever its weights change."""
-        stamp = _weights_stamp(model)
-        cached = self._copies.get(id(model))
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, _fast_copy(model))
-            self._copies[id(model)] = cached
-        return cached[1]
-
-    def calculate_predicted_scores(self, inputs: Any, additional_forward_args: Any, model: nn.Module) -> Any:
-        with torch.no_grad():
-            return super().calculate_predicted_scores(inputs, additional_forward_args, self._model(model))
-
-    def calculate_attribution(
-        self,
-        baselines: Any,
-        data: tuple[torch.Tensor, ...],
-        additional_forward_args: Any,
-        label: Any,
-        attribution_method_name: str,
-        attribution_arguments: dict,
-        model: nn.Module,
-    ) -> tuple[torch.Tensor, ...]:
-        arguments = dict(attribution_arguments)  # captum writes into the dict it is given
-        _check_cost(attribution_method_name, arguments, data)
-        if attribution_method_name == "Integrated Gradients" and int(arguments["n_steps"]) > IG_CHUNK:
-            arguments["internal_batch_size"] = IG_CHUNK
-        data = tuple(_channels_last(t) for t in data)
-        if baselines:
-            baselines = [tuple(_channels_last(b) for b in group) for group in baselines]
-        attributions = super().calculate_attribution(
-            baselines, data, additional_forward_args, label, attribution_method_name, arguments, self._model(model)
-        )
-        return tuple(a.contiguous() for a in attributions)
-
-
-def _weights_stamp(model: nn.Module) -> tuple:
-    # a tensor's _version counts its in-place changes: training or load_state_dict shows here
-    tensors = [*model.parameters(), *model.buffers()]
-    return model.training, tuple((id(t), t._version) for t in tensors)
-
-
-def _fast_copy(model: nn.Module) -> nn.Module:
-    try:
-        fast = copy.deepcopy(model)
-    except Exception:  # a model that cannot be copied still works, just slower
-        return model
-    fast.requires_grad_(False)
-    try:
-        fast = _fold_batch_norms(fast)
-    except Exception:  # not traceable by torch.fx (data-dependent control flow): skip folding
-        pass
-    return fast.requires_grad_(False)
-
-
-class _ConvBnTracer(fx.Tracer):
-    # keep convolutions (EfficientNet's padded ones too) as modules so they can be folded
-    def is_leaf_module(self, module: nn.Module, name: str) -> bool:
-        return isinstance(module, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(module, name)
-
-
-def _fold_batch_norms(model: nn.Module) -> nn.Module:
-    """``model`` as a torch.fx GraphModule in which each eval-mode BatchNorm2d that only
-    follows a Conv2d is merged into that convolution's weights: the same function, computed
-    with one pass over the activations fewer."""
-    if model.training:
-        return model
-    graph_module = fx.GraphModule(model, _ConvBnTracer().trace(model))
-    modules = dict(graph_module.named_modules())
-    for node in list(graph_module.graph.nodes):
-        conv = node.args[0] if node.op == "call_module" and node.args else None
-        if not (isinstance(modules.get(node.target), nn.BatchNorm2d) and isinstance(conv, fx.Node)
-                and conv.op == "call_module" and isinstance(modules.get(conv.target), nn.Conv2d)
-                and len(conv.users) == 1 and not modules[conv.target].training
-                and not modules[node.target].training):
-            continue
-        fused = fuse_conv_bn_eval(modules[conv.target], modules[node.target])
-        parent, _, name = conv.target.rpartition(".")
-        setattr(graph_module.get_submodule(parent), name, fused)
-        node.replace_all_uses_with(conv)
-        graph_module.graph.erase_node(node)
-    graph_module.graph.lint()
-    graph_module.recompile()
-    graph_module.delete_all_unused_submodules()
-    return graph_module
-
-
-def _channels_last(tensor: Any) -> Any:
-    if isinstance(tensor, torch.Tensor) and tensor.dim() == 4:
-        return tensor.contiguous(memory_format=torch.channels_last)
-    return tensor
-
-
-def _check_cost(method: str, arguments: dict, data: Sequence[torch.Tensor]) -> None:
-    """Refuse settings that would keep the server busy for hours, saying what to change."""
-    if method == "Integrated Gradients" and int(arguments["n_steps"]) > MAX_IG_STEPS:
-        raise RequestError(f"n_steps={arguments['n_steps']} is more than {MAX_IG_STEPS}; 25 to 200 is plenty", 422)
-    if method not in ("Occlusion", "Feature Ablation"):
-        return
-    shape = tuple(data[0].shape[1:])
+def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...]) -> int:
+    """Model passes one example costs with these settings, counted as captum loops."""
+    if method == "Integrated Gradients":
+        return 3 * arguments["n_steps"]  # n_steps scaled copies, forward and backward
+    if method == "Occlusion":  # each window position (ceil((size - window) / stride) + 1), and the photo
+        return occlusion_windows(shape, arguments["sliding_window_shapes"], arguments["strides"]) + 1
     if method == "Feature Ablation":
-        count = int(np.prod(shape))
-        hint = "Feature Ablation perturbs every input value separately; use Occlusion with a window instead"
-    else:
-        count = _occlusion_count(shape, arguments["sliding_window_shapes"], arguments["strides"])
-        hint = "use a larger window or larger strides"
-    if count > MAX_PERTURBATIONS:
-        raise RequestError(
-            f"{method} would run the model on {count:,} perturbed copies of each photo "
-            f"(more than {MAX_PERTURBATIONS:,}): {hint}", 422)
-
-
-def _occlusion_count(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> int:
-    if len(window) != len(shape) or len(strides) != len(shape):
-        raise RequestError(
-            f"Occlusion needs sliding_window_shapes and strides with {len(shape)} numbers each "
-            f"(one per input dimension {' x '.join(map(str, shape))}), e.g. '3 15 15' and '3 8 8'", 422)
-    if any(w < 1 or w > s for w, s in zip(window, shape)) or any(st < 1 for st in strides):
-        raise RequestError(f"each window size must be between 1 and {shape}, each stride at least 1", 422)
-    return int(np.prod([(s - w) // st + 1 for s, w, st in zip(shape, window, strides)]))
-
-
-# --- faster pictures, same look ------------------------------------------------------------
-
-
-class _FastImageFeature(ImageFeature):
-    """ImageFeature that draws its two pictures as PNGs straight from the arrays.
-
-    captum renders each through a 6x6-inch matplotlib figure (0.35 s per photo here, for
-    two pictures); the page shows them 200 pixels high, so the 224-pixel arrays will do.
-    Same pictures otherwise: the photo, and the absolute attribution summed over colour
-    channels, top 2% clipped, in matplotlib's "Blues".
-    """
-
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:
-        shown = self.visualization_transform(data) if self.visualization_transform else data
-        image = shown.detach().squeeze().cpu().float()
-        attr = attribution.detach().squeeze().cpu().float()
-        if image.dim() != 3 or image.shape[0] != 3 or attr.shape != image.shape:
-            return super().visualize(attribution, data, contribution_frac)  # grey or odd shapes
-        image_hwc = image.permute(1, 2, 0).numpy()
-        attr_hwc = attr.permute(1, 2, 0).numpy()
-        return FeatureOutput(
-            name=self.name,
-            base=_png_base64(_photo_pixels(image_hwc)),
-            modified=_png_base64(_heat_map_pixels(attr_hwc)),
-            type=self.visualization_type(),
-            contribution=contribution_frac,
-        )
-
-
-def _photo_pixels(image: np.ndarray) -> np.ndarray:
-    # as captum.attr.visualization does: [0, 1] floats scale to 0-255, others are clipped
-    if image.max() <= 1.0:
-        return np.clip((image * 255).astype(int), 0, 255).astype(np.uint8)
-    return (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-def _heat_map_pixels(attr: np.ndarray) -> np.ndarray:
-    if not np.any(attr):
-        magnitude = np.zeros(attr.shape[:2])  # captum would fail dividing by zero
-    else:
-        magnitude = viz._normalize_attr(attr, "absolute_value", outlier_perc=2, reduction_axis=2)
-    rgba = matplotlib.colormaps["Blues"](magnitude, bytes=True)
-    return rgba[..., :3]
-
-
-def _png_base64(pixels: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _fast_feature(feature: Any) -> Any:
-    if type(feature) is not ImageFeature:  # subclasses may draw differently: keep theirs
-        return feature
-    return _FastImageFeature(feature.name, feature.baseline_transforms, feature.input_transforms,
-                             feature.visualization_transform)
-
-
-# --- the explorer: Insights' visualizer, each example once ---------------------------------
+        return math.prod(shape) + 1  # without a feature mask each input value is ablated alone
+    return 6 if method == "DeepLift" else 3  # DeepLift runs input and baseline together
 
 
 class InsightsExplorer(AttributionVisualizer):
-    """The state behind one Insights page: a copy of the user's ``AttributionVisualizer``
-    (same models, classes, features, dataset and score function) that shows each example
-    once per Fetch and serializes requests, so the page can't compute two things at once."""
+    """The state behind one Insights page: the user's visualizer showing each example once
+    per Fetch, one computation at a time, which a newer request cancels."""
 
-    def __init__(self, visualizer: AttributionVisualizer) -> None:
+    def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES) -> None:
         calc = visualizer.attribution_calculation
-        super().__init__(
-            models=list(visualizer.models),
-            classes=list(visualizer.classes),
-            features=[_fast_feature(f) for f in visualizer.features],
-            dataset=visualizer.dataset,
-            score_func=calc.score_func,
-            use_label_for_attr=calc.use_label_for_attr,
-        )
-        self.attribution_calculation = _FastCalculation(
-            self.models, self.classes, self.features, calc.score_func, calc.use_label_for_attr
-        )
-        self._recent: deque[Batch] = deque(maxlen=self._config.num_examples)
-        self._lock = threading.Lock()
+        super().__init__(visualizer.models, visualizer.classes, visualizer.features, visualizer.dataset,
+                         calc.score_func, calc.use_label_for_attr)
+        self.max_passes, self.closed, self._latest, self._worker = max_passes, False, 0, None
+        self._stream, self._busy, self._state = self._examples(), threading.Lock(), threading.Lock()
+        self._should_stop = lambda: False
 
-    # captum's visualize() cycles the dataset until it has 4 rows: 3 photos became 6 rows.
-    # Here a Fetch takes batches until it has 4 rows or reaches the end of the dataset, and
-    # the next Fetch continues from there (starting over after the end), like captum's paging.
+    # captum's visualize() loops until it has 4 rows: 3 photos showed as 6 rows, and with no
+    # example passing the filters it never returns. Here a Fetch predicts and filters up to 4
+    # examples, going round the dataset at most once from where the last Fetch stopped, checks
+    # the budget, then attributes them.
     def visualize(self) -> list:
-        rows: list = []
-        pulled = 0
-        while len(rows) < self._config.num_examples:
-            batch = next(self._dataset_iter, None)
-            if batch is None:
-                if pulled:
-                    break
-                self._dataset_iter = self._restart()
-                batch = next(self._dataset_iter, None)
-                if batch is None:
-                    break
-            pulled += 1
-            self._recent.append(batch)
-            rows.extend(self._rows(batch))
-        self._outputs = rows
-        return [output for output, _ in rows]
+        picked, seen = [], 0
+        while len(picked) < self._config.num_examples:
+            example = next(self._stream, False)
+            if example is False or (example is None and seen):
+                break
+            seen += example is not None
+            if example is not None and self._keep(*example):
+                picked.append(example)
+        self._check_budget(len(picked), picked[0][0] if picked else ())
+        self._outputs = [(out, SampleCache(*ex)) for ex in picked for out in [self._calculate_vis_output(*ex)] if out]
+        return [out for out, _ in self._outputs]
 
-    def _restart(self) -> Iterator[Batch]:
-        fresh = iter(self.dataset)
-        if fresh is not self.dataset:  # a list or DataLoader: read it again from the start
-            return fresh
-        return iter(list(self._recent))  # a one-shot generator: show its last batches again
+    def _examples(self):
+        """Examples one at a time, None after each pass; a one-shot iterator's last batches
+        come round again, as in captum. Split as captum's _get_outputs does (no public API)."""
+        recent, source = [], self.dataset
+        while True:
+            count = 0
+            for batch in source:
+                if source is self.dataset:
+                    recent = (recent + [batch])[-self._config.num_examples:]
+                for example in _batched_generator(batch.inputs, batch.additional_args, batch.labels, 1):
+                    count += 1
+                    yield example
+            if not count:
+                return
+            yield None
+            source = recent if iter(self.dataset) is self.dataset else self.dataset
 
-    def _rows(self, batch: Batch) -> list:
-        rows = []
-        for inputs, args, label in _examples(batch):
-            output = self._calculate_vis_output(inputs, args, label)
-            if output is not None:
-                rows.append((output, SampleCache(inputs, args, label)))
-        return rows
+    def _keep(self, inputs: tuple, args: object, label: torch.Tensor | None) -> bool:
+        if label is None or len(label) == 0:
+            return False  # as captum's _calculate_vis_output: a row needs its label
+        actual = OutputScore(100, int(label[0]), self.classes[int(label[0])])
+        with torch.no_grad():  # captum's own filter, private: there is no public one
+            return any(self._should_keep_prediction(
+                self.attribution_calculation.calculate_predicted_scores(inputs, args, model)[0], actual)
+                for model in self.models)
 
-    def fetch(self, settings: dict) -> list:
-        """Answer the page's Fetch button: rows of predictions and attributions."""
-        with self._lock:
-            # captum keys these caches by the example tensors, new ones each Fetch: they only grow
-            self.attribution_calculation.baseline_cache.clear()
-            self.attribution_calculation.transformed_input_cache.clear()
-            self._config = FilterConfig(
-                attribution_method=settings["attribution_method"],
-                attribution_arguments=settings["arguments"],
-                prediction=settings["prediction"],
-                classes=settings["classes"],
-                num_examples=self._config.num_examples,
-            )
-            return captum_server.namedtuple_to_dict(self.visualize())
-
-    def attribute(self, input_index: int, model_index: int, label_index: int) -> dict:
-        """Answer a click on a predicted class: that row's attribution for the class."""
-        with self._lock:
-            if not 0 <= input_index < len(self._outputs):
-                raise RequestError(f"inputIndex must be 0 to {len(self._outputs) - 1} (press Fetch first)")
-            if not 0 <= model_index < len(self.models):
-                raise RequestError(f"modelIndex must be 0 to {len(self.models) - 1}")
-            if not 0 <= label_index < len(self.classes):
-                raise RequestError(f"labelIndex must be 0 to {len(self.classes) - 1}")
-            output = self._calculate_attribution_from_cache(input_index, model_index, label_index)
-            return captum_server.namedtuple_to_dict(output)
+    def _check_budget(self, rows: int, inputs: tuple) -> None:
+        method, arguments = self._config.attribution_method, self._config.attribution_arguments
+        try:
+            each = len(self.models) * sum(passes_per_example(method, arguments, tuple(t.shape[1:])) for t in inputs)
+        except ValueError as err:
+            raise BadRequest(f"{method}: {err}") from None
+        if each * rows > self.max_passes:
+            lower = {"Integrated Gradients": "lower n_steps", "Feature Ablation": "use Occlusion with a window",
+                     "Occlusion": "use larger strides or window (3 32 32 with strides 3 32 32 makes 50)"}
+            raise UnprocessableEntity(
+                f"{method} would run the model {each:,} times per photo, {each * rows:,} for {rows}: more than "
+                f"the {self.max_passes:,} one Fetch may take (about 30 s on 2 cores). To lower it, "
+                f"{lower.get(method, 'choose another method')}, or filter by class to fewer photos.")
 
     def get_insights_config(self) -> dict:
         config = super().get_insights_config()
@@ -372,38 +153,118 @@ class InsightsExplorer(AttributionVisualizer):
                 config["method_arguments"][method][name]["value"] = value
         return config
 
+    def fetch(self, settings: dict, gone=lambda: False) -> list:
+        """Answer the page's Fetch button: one row per example shown."""
+        def work() -> list:
+            calc = self.attribution_calculation  # its caches are keyed by tensors, new each pass
+            calc.baseline_cache.clear(), calc.transformed_input_cache.clear()
+            self._update_config(settings)  # as captum's own server configures a Fetch
+            return namedtuple_to_dict(self.visualize())
+        return self.run(work, gone)
 
-def _examples(batch: Batch) -> Iterator[tuple[tuple[torch.Tensor, ...], Any, Any]]:
-    """One example at a time from a Batch, as captum's batching does (minus its warning
-    that gradient-free inputs might be a mistake: here they are not)."""
-    inputs = _format_tensor_into_tuples(batch.inputs)
-    args = _format_additional_forward_args(batch.additional_args)
-    labels = batch.labels
-    for i in range(inputs[0].shape[0]):
-        label = labels
-        if isinstance(labels, list) or (isinstance(labels, torch.Tensor) and labels.numel() > 1):
-            label = labels[i:i + 1]
-        yield _tuple_splice_range(inputs, i, i + 1), _tuple_splice_range(args, i, i + 1), label
+    def attribute(self, input_index: int, model_index: int, label_index: int, gone=lambda: False) -> dict:
+        """Answer a click on a predicted class: that row's attribution for the class."""
+        def work() -> dict:
+            self._check_budget(1, self._outputs[input_index][1].inputs)
+            return namedtuple_to_dict(self._calculate_attribution_from_cache(input_index, model_index, label_index))
+        return self.run(work, gone)
+
+    def run(self, work, gone=lambda: False):
+        """Run ``work()`` as the only computation. A later call, ``close()`` or ``gone()``
+        turning true stops it when the model runs its next layer (``_hook``)."""
+        with self._state:
+            self._latest = ticket = self._latest + 1
+        with self._busy:
+            self._should_stop = lambda: self.closed or self._latest != ticket or gone()
+            if self._should_stop():
+                raise Cancelled()
+            self._worker = threading.get_ident()
+            hooks = [m.register_forward_pre_hook(self._hook) for model in self.models for m in model.modules()]
+            try:
+                return work()
+            finally:
+                self._worker = None
+                for hook in hooks:
+                    hook.remove()
+
+    def _hook(self, module: torch.nn.Module, args: tuple) -> None:
+        if threading.get_ident() == self._worker and self._should_stop():
+            raise Cancelled()  # the notebook's own calls of the model run in other threads
+
+    def close(self, timeout: float = CANCEL_WAIT_S) -> bool:
+        """Cancel the running computation; True once none runs."""
+        with self._state:
+            self.closed, self._latest = True, self._latest + 1
+        if not self._busy.acquire(timeout=timeout):
+            return False
+        self._busy.release()
+        return True
 
 
-# --- the web app -------------------------------------------------------------------------
+def _settings(body: object) -> dict:
+    """The page's Fetch request as captum's settings, numbers as numbers."""
+    method = body.get("attribution_method") if isinstance(body, dict) else None
+    if method not in ATTRIBUTION_NAMES_TO_METHODS:
+        raise BadRequest(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}")
+    config = ATTRIBUTION_METHOD_CONFIG.get(method)
+    params, post = (config.params, config.post_process or {}) if config else ({}, {})
+    given = body.get("arguments") or {}
+    if not isinstance(given, dict) or set(given) - set(params):
+        raise BadRequest(f"{method} takes the arguments {sorted(params) or 'none'}")
+    arguments = {**{k: c.value for k, c in params.items()}, **ARGUMENT_DEFAULTS.get(method, {}), **given}
+    for name, cfg in params.items():
+        try:
+            arguments[name] = value = post.get(name, int if isinstance(cfg, NumberConfig) else str)(arguments[name])
+        except (TypeError, ValueError):
+            raise BadRequest(f"{method}: {name} {arguments[name]!r} is not {cfg.type}s") from None
+        if isinstance(cfg, NumberConfig) and not (cfg.limit[0] or 1) <= value <= (cfg.limit[1] or 10 ** 6):
+            raise BadRequest(f"{method}: {name} must be between {cfg.limit[0] or 1} and {cfg.limit[1] or 10 ** 6}")
+    if method == "Integrated Gradients":
+        arguments["internal_batch_size"] = IG_BATCH  # not on the page; captum's default is all steps at once
+    if body.get("prediction", "all") not in ("all", "correct", "incorrect") or not isinstance(body.get("classes", []), list):
+        raise BadRequest("prediction must be all, correct or incorrect; classes a list of class names")
+    return {"attribution_method": method, "arguments": arguments, "prediction": body.get("prediction", "all"),
+            "classes": body.get("classes", [])}
 
 
-def create_app(visualizer: AttributionVisualizer) -> Flask:
-    """Insights' web app for one visualizer: its front end plus ``/init``, ``/fetch`` and
-    ``/attribute``. Bad requests get a 4xx answer with ``{"error": message}``."""
-    explorer = visualizer if isinstance(visualizer, InsightsExplorer) else InsightsExplorer(visualizer)
-    app = Flask(__name__, static_folder=str(FRONTEND / "static"), template_folder=str(FRONTEND))
-    Compress(app)
-    index_html = _index_html()
+# Insights' page spins forever when a request fails: show the server's message above it instead.
+_ERROR_BANNER = """<script>(function () {
+  var realFetch = window.fetch.bind(window), box = document.createElement("div");
+  box.setAttribute("role", "alert"); box.hidden = true;
+  box.style.cssText = "padding:8px 12px;margin:8px;border:1px solid #c66;background:#fee;font:14px sans-serif";
+  function say(text) { if (!box.parentNode) document.body.prepend(box); box.textContent = text; box.hidden = !text; }
+  window.fetch = function (url, options) {
+    if (url !== "fetch" && url !== "attribute") return realFetch(url, options);
+    return realFetch(url, options).then(function (response) {
+      if (response.ok) return response.clone().json().then(function (rows) {
+        say(url === "fetch" && !rows.length ? "No example matches these filters." : ""); return response; });
+      return response.json().catch(function () { return {}; }).then(function (body) {
+        say(body.error || "The Insights server answered " + response.status);
+        return url === "fetch" ? new Response("[]") : new Promise(function () {}); });
+    }, function () { say("The Insights server is not reachable: was it stopped?"); return new Promise(function () {}); });
+  };
+})();</script>"""
+
+
+def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int = MAX_PASSES,
+               proxy_context: str | None = None, colab: bool = False, any_host: bool = False) -> Flask:
+    """Insights' app for one visualizer under ``/<token>/``: the page, ``init``, ``fetch`` and
+    ``attribute`` as in captum's server (which serves one global visualizer, unchecked)."""
+    explorer = InsightsExplorer(visualizer, max_passes)
+    app = Flask(__name__, static_folder=str(FRONTEND / "static"))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # also bounds a body sent without a length
+    html = (FRONTEND / "index.html").read_text(encoding="utf-8").replace("</head>", _ERROR_BANNER + "</head>")
+
+    def gone() -> bool:  # has the client closed its connection? (werkzeug's server passes the socket)
+        sock = request.environ.get("werkzeug.socket")
+        try:
+            return bool(sock and select.select([sock], [], [], 0)[0] and not sock.recv(1, socket.MSG_PEEK))
+        except OSError:
+            return True
 
     @app.route("/")
     def index() -> Response:
-        return Response(index_html, mimetype="text/html")
-
-    @app.route("/favicon.ico")
-    def favicon() -> tuple[str, int]:
-        return "", 204  # browsers ask; Insights has none
+        return Response(html, mimetype="text/html")
 
     @app.route("/init")
     def init() -> Response:
@@ -411,319 +272,220 @@ def create_app(visualizer: AttributionVisualizer) -> Flask:
 
     @app.route("/fetch", methods=["POST"])
     def fetch() -> Response:
-        return jsonify(explorer.fetch(_fetch_settings(_json_body(), explorer.classes)))
+        return jsonify(explorer.fetch(_settings(_body()), gone))
 
     @app.route("/attribute", methods=["POST"])
     def attribute() -> Response:
-        body = _json_body()
-        indices = [_index(body, key) for key in ("inputIndex", "modelIndex", "labelIndex")]
-        return jsonify(explorer.attribute(*indices))
+        body = _body()
+        indices = [body.get(k) if isinstance(body, dict) else None for k in ("inputIndex", "modelIndex", "labelIndex")]
+        return jsonify(explorer.attribute(*indices, gone))
 
-    @app.errorhandler(RequestError)
-    def refuse(err: RequestError) -> tuple[Response, int]:
-        return jsonify(error=str(err)), err.status
-
-    @app.errorhandler(Exception)
+    @app.errorhandler(Exception)  # the page shows the message; the server keeps serving
     def failed(err: Exception) -> tuple[Response, int]:
-        if getattr(err, "code", None):  # werkzeug's own HTTP errors: 404, 405...
-            return jsonify(error=str(err)), err.code  # type: ignore[attr-defined]
-        # captum's errors for settings it cannot use, e.g. Deep Lift on a model that reuses
-        # its activation modules: the page shows the message, the server keeps serving
-        app.logger.warning("Insights could not compute this: %r", err)
-        return jsonify(error=f"{type(err).__name__}: {err}"), 422
+        if isinstance(err, HTTPException):
+            return jsonify(error=err.description), err.code
+        app.logger.warning("Insights could not compute this: %r", err)  # e.g. DeepLift on a model it can't take
+        return jsonify(error=f"{type(err).__name__}: {err}"), 500
 
-    app.explorer = explorer  # type: ignore[attr-defined]
+    def gate(environ: dict, start_response):
+        """Every request comes here first: the Host, the token, and for a POST its origin, type and size."""
+        host, origin = environ.get("HTTP_HOST", ""), urlsplit(environ.get("HTTP_ORIGIN", ""))
+        name = urlsplit("//" + host).hostname or ""
+        colab_ok = lambda n: colab and (n or "").endswith(COLAB_PROXY_DOMAINS)  # noqa: E731
+        first, slash, rest = environ.get("PATH_INFO", "")[1:].partition("/")
+        kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        refusal = None
+        if not (any_host or name in LOOPBACK_NAMES or colab_ok(name)
+                or (proxy_context and environ.get("HTTP_X_FORWARDED_CONTEXT") == proxy_context)):
+            refusal = 403, f"Host {host!r} is not allowed: open the address open_insights showed."
+        elif not hmac.compare_digest(first.encode("latin-1"), token.encode()):
+            refusal = 403, "This Captum Insights server needs its token: open the address open_insights showed."
+        elif environ["REQUEST_METHOD"] == "POST" and "HTTP_ORIGIN" in environ and (
+                origin.netloc.lower() != host.lower() and not colab_ok(origin.hostname)):
+            refusal = 403, f"Requests from {origin.geturl()} are refused: only Insights' own page may ask."
+        elif environ["REQUEST_METHOD"] == "POST" and kind != "application/json" and (kind or not colab):
+            refusal = 415, "The request must be JSON (Content-Type: application/json)."  # Colab may drop it
+        elif int(environ.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+            refusal = 413, f"The request is larger than {MAX_BODY:,} bytes."
+        elif not slash:  # /<token> without its slash: the page's relative URLs would lose the token
+            start_response("308 Permanent Redirect", [("Location", f"{first}/"), ("Content-Length", "0")])
+            return [b""]
+        if refusal:
+            body = json.dumps({"error": refusal[1]}).encode()
+            start_response(f"{refusal[0]} Refused", [("Content-Type", "application/json"),
+                                                     ("Content-Length", str(len(body))), ("Connection", "close")])
+            return [body]
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = environ.get("SCRIPT_NAME", "") + "/" + first, "/" + rest
+        response = app.wsgi_app_inner(environ, start_response)
+        return response
+
+    app.wsgi_app_inner, app.wsgi_app = app.wsgi_app, gate  # type: ignore[attr-defined]
+    app.explorer, app.token = explorer, token  # type: ignore[attr-defined]
     return app
 
 
-def _json_body() -> Any:
-    # force=True: Colab's proxy drops the Content-Type header (captum does the same)
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise RequestError("the request body must be JSON")
-    if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object")
-    return body
+def _body() -> object:
+    if len(request.get_data()) >= MAX_BODY:  # a body sent without a length stops being read there
+        raise RequestEntityTooLarge(f"The request is larger than {MAX_BODY:,} bytes.")
+    return request.get_json(force=True, silent=True)  # force: the gate checked the type
 
 
-def _index(body: dict, key: str) -> int:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{key} must be an integer, got {value!r}")
-    return value
+class _Handler(WSGIRequestHandler):
+    timeout = IDLE_TIMEOUT_S  # socketserver sets it on each connection: idle clients are dropped
+
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass  # a line per request would land in whichever notebook cell is running
 
 
-def _fetch_settings(body: dict, classes: Sequence[str]) -> dict:
-    """Check a Fetch request; return its settings with arguments converted for captum."""
-    method = body.get("attribution_method")
-    if method not in ATTRIBUTION_NAMES_TO_METHODS:
-        raise RequestError(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}, got {method!r}")
-    prediction = body.get("prediction", "all")
-    if prediction not in PREDICTIONS:
-        raise RequestError(f"prediction must be one of {list(PREDICTIONS)}, got {prediction!r}")
-    wanted = body.get("classes", [])
-    if not isinstance(wanted, list) or not all(isinstance(c, str) for c in wanted):
-        raise RequestError("classes must be a list of class names")
-    unknown = sorted(set(wanted) - set(classes))
-    if unknown:
-        raise RequestError(f"unknown class names: {unknown}")
-    arguments = body.get("arguments", {})
-    if not isinstance(arguments, dict):
-        raise RequestError("arguments must be a JSON object")
-    return {"attribution_method": method, "prediction": prediction, "classes": wanted,
-            "arguments": _method_arguments(method, arguments)}
+class _Server(ThreadedWSGIServer):
+    """werkzeug's threaded server, serving at most THREADS connections at once (more get 503)."""
 
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port, None, handler=_Handler)
+        self._slots = threading.BoundedSemaphore(THREADS)
 
-def _method_arguments(method: str, given: dict) -> dict:
-    params = ATTRIBUTION_METHOD_CONFIG[method].params if method in ATTRIBUTION_METHOD_CONFIG else {}
-    unknown = sorted(set(given) - set(params))
-    if unknown:
-        raise RequestError(f"{method} takes no argument {', '.join(unknown)}; it takes {sorted(params) or 'none'}")
-    values = {name: config.value for name, config in params.items()}
-    values.update(ARGUMENT_DEFAULTS.get(method, {}))
-    values.update(given)
-    return {name: _argument(name, values[name], params[name]) for name in params}
-
-
-def _argument(name: str, value: Any, config: Any) -> Any:
-    if isinstance(config, NumberConfig):
+    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+        if self._slots.acquire(blocking=False):
+            return super().process_request(request, client_address)
         try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise RequestError(f"{name} must be a whole number, got {value!r}") from None
-        low, high = config.limit
-        if (low is not None and number < low) or (high is not None and number > high):
-            top = high if high is not None else "any size"
-            raise RequestError(f"{name} must be between {low} and {top}, got {number}")
-        return number
-    if isinstance(config, StrEnumConfig):
-        if value not in config.limit:
-            raise RequestError(f"{name} must be one of {list(config.limit)}, got {value!r}")
-        return value
-    if isinstance(config, StrConfig) and name in ("sliding_window_shapes", "strides"):
+            request.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        finally:
+            self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[override]
         try:
-            numbers = tuple(int(part) for part in str(value).replace(",", " ").split())
-        except ValueError:
-            numbers = ()
-        if not numbers:
-            raise RequestError(f"{name} must be whole numbers separated by spaces, e.g. '3 15 15', got {value!r}")
-        return numbers
-    return value
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
-# Shown above the page when a request fails or nothing matches the filters: Insights' page
-# itself would keep spinning, or go blank on an error answer.
-_ERROR_BANNER = """<script>
-(function () {
-  var realFetch = window.fetch.bind(window);
-  function say(text) {
-    var box = document.getElementById("insights-message");
-    if (!box) {
-      box = document.createElement("div");
-      box.id = "insights-message";
-      box.setAttribute("role", "alert");
-      box.style.cssText = "padding:8px 12px;margin:8px;border:1px solid #c66;background:#fee;font:14px sans-serif";
-      document.body.insertBefore(box, document.body.firstChild);
-    }
-    box.textContent = text;
-    box.hidden = !text;
-  }
-  window.fetch = function (url, options) {
-    if (url !== "fetch" && url !== "attribute") return realFetch(url, options);
-    return realFetch(url, options).then(function (response) {
-      if (response.ok) {
-        say("");
-        if (url === "fetch") response.clone().json().then(function (rows) {
-          if (!rows.length) say("No example matches these filters.");
-        });
-        return response;
-      }
-      return response.json().catch(function () { return {}; }).then(function (body) {
-        say(body.error || ("The Insights server answered " + response.status));
-        if (url === "fetch") return new Response("[]", {headers: {"Content-Type": "application/json"}});
-        return new Promise(function () {});
-      });
-    }, function () {
-      say("The Insights server is not reachable: was it stopped, or the kernel restarted?");
-      return new Promise(function () {});
-    });
-  };
-})();
-</script>"""
-
-
-def _index_html() -> str:
-    html = (FRONTEND / "index.html").read_text(encoding="utf-8")
-    head_end = html.index("</head>")
-    return html[:head_end] + _ERROR_BANNER + html[head_end:]
-
-
-# --- serving -----------------------------------------------------------------------------
-
-
-class _QuietHandler(WSGIRequestHandler):
-    # one log line per request would land in whichever notebook cell happens to be running
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@dataclass
 class InsightsServer:
-    """A running Captum Insights page (05_captum_insights): ``url`` is what a browser opens
-    (the IFrame's address), ``stop()`` closes the server and frees its port."""
+    """A running Insights page (05_captum_insights): ``url`` is what the browser opens (it
+    carries the token), ``stop()`` cancels a running Fetch and frees the port."""
 
-    url: str
-    local_url: str
-    host: str
-    port: int
-    _server: BaseWSGIServer = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
+    def __init__(self, url: str, local_url: str, server: _Server, explorer: InsightsExplorer, token: str) -> None:
+        self.url, self.local_url, self.token, self.explorer, self._server = url, local_url, token, explorer, server
+        self.host, self.port = server.host, server.port
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"captum-insights-{self.port}", daemon=True)
+        self._thread.start()
+        _RUNNING.add(self)
 
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and free the port; calling it again does nothing."""
+    def stop(self) -> None:
+        """Stop serving within about CANCEL_WAIT_S, a running Fetch included; again: nothing."""
+        self.explorer.close()
         if self._thread.is_alive():
             self._server.shutdown()
-            self._thread.join(timeout)
+            self._thread.join()
         self._server.server_close()
 
-    def __enter__(self) -> InsightsServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<Captum Insights at {self.url} ({state})>"
+        return f"<Captum Insights at {self.url} ({'running' if self.running else 'stopped'})>"
 
 
-def serve(
-    visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int = 0, proxy: bool | None = None
-) -> InsightsServer:
-    """Serve Insights for ``visualizer`` in a daemon thread (which never keeps a finished
-    kernel or script alive) and return its handle. ``port=0`` picks a free port; ``host``
-    stays loopback unless you ask, e.g. ``"0.0.0.0"`` to be reachable from other machines."""
-    server = make_server(host, port, create_app(visualizer), threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name=f"captum-insights-{server.port}", daemon=True)
-    thread.start()
-    local_url = f"http://{_connectable(host)}:{server.port}/"
-    return InsightsServer(_browser_url(local_url, server.port, proxy), local_url, host, server.port, server, thread)
+_RUNNING: weakref.WeakSet[InsightsServer] = weakref.WeakSet()
 
 
-def _connectable(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return LOOPBACK
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
+@atexit.register
+def _stop_all() -> None:
+    for handle in list(_RUNNING):  # torch still computing in a daemon thread at exit aborts the process
+        handle.stop()
 
 
-def _browser_url(local_url: str, port: int, proxy: bool | None) -> str:
-    """The local URL, or on JupyterHub/Binder the jupyter-server-proxy path to it."""
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")
-    if proxy is None:
-        proxy = bool(prefix)
-    if not proxy:
-        return local_url
-    prefix = prefix or "/"
-    return f"{prefix if prefix.endswith('/') else prefix + '/'}proxy/{port}/"
+def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int = 0, proxy: bool | None = None,
+          colab: bool = False, max_passes: int = MAX_PASSES) -> InsightsServer:
+    """Serve Insights for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
+    ``host`` stays loopback unless you ask (``"0.0.0.0"``: every network)."""
+    token, server = secrets.token_urlsafe(24), _Server(host, port)
+    base = _jupyter_base_url() if proxy or (proxy is None and os.environ.get("JUPYTERHUB_SERVICE_PREFIX")) else None
+    server.app = create_app(visualizer, token, max_passes=max_passes, colab=colab, any_host=host in ("", "0.0.0.0", "::"),
+                            proxy_context=f"{base}proxy/{server.port}" if base else None)
+    shown = {"": LOOPBACK, "0.0.0.0": LOOPBACK, "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    local_url = f"http://{shown}:{server.port}/{token}/"
+    url = f"{base}proxy/{server.port}/{token}/" if base else local_url
+    return InsightsServer(url, local_url, server, server.app.explorer, token)
 
 
-def open_insights(
-    visualizer: AttributionVisualizer,
-    *,
-    height: int = 820,
-    host: str = LOOPBACK,
-    port: int = 0,
-    proxy: bool | None = None,
-) -> InsightsServer:
-    """Open Captum Insights for ``visualizer`` in the notebook cell; works in JupyterLab,
-    Notebook 7, classic Notebook, VS Code and on JupyterHub/Binder (05_captum_insights).
+def _jupyter_base_url() -> str:
+    """JupyterHub's prefix, else the base URL of the Jupyter server that started this kernel
+    (its parent process), else of the only one running, else "/"."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if not prefix:
+        from jupyter_server.serverapp import list_running_servers
 
-    Returns at once; the page computes attributions when you press Fetch. ``proxy``: route
-    through jupyter-server-proxy (default: when ``$JUPYTERHUB_SERVICE_PREFIX`` is set; say
-    True for a Jupyter server on another machine, whose browser cannot reach the kernel's
-    127.0.0.1).
-    """
-    handle = serve(visualizer, host=host, port=port, proxy=proxy)
-    print(f"Captum Insights: {handle.url}  (pick a method, press Fetch; .stop() closes it)")
-    try:
-        from IPython import get_ipython
-        from IPython.display import IFrame, display
-    except ImportError:
+        servers = list(list_running_servers())
+        ours = [s for s in servers if s.get("pid") == os.getppid()] or (servers if len(servers) == 1 else [])
+        prefix = ours[0].get("base_url", "/") if ours else "/"
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def open_insights(visualizer: AttributionVisualizer, *, height: int = 820, host: str = LOOPBACK, port: int = 0,
+                  proxy: bool | None = None, max_passes: int = MAX_PASSES) -> InsightsServer:
+    """Open Captum Insights for ``visualizer`` in the notebook cell (05_captum_insights); returns
+    at once. ``proxy``: through jupyter-server-proxy (default: on JupyterHub; True for a Jupyter
+    server on another machine). ``max_passes``: the work one Fetch may do."""
+    from IPython import get_ipython
+    from IPython.display import IFrame, display
+
+    colab = "google.colab" in sys.modules and get_ipython() is not None
+    handle = serve(visualizer, host=host, port=port, proxy=proxy and not colab, colab=colab, max_passes=max_passes)
+    if colab:  # the browser cannot reach the Colab kernel's 127.0.0.1; Colab's proxy can
+        from google.colab import output
+
+        print("Captum Insights, below: pick a method, press Fetch (.stop() closes it)")
+        output.serve_kernel_port_as_iframe(handle.port, path=f"/{handle.token}/", height=height)
         return handle
+    print(f"Captum Insights: {handle.url}  (pick a method, press Fetch; .stop() closes it)")
     if get_ipython() is not None:
         display(IFrame(handle.url, width="100%", height=height))
     return handle
 
 
-# --- the walkthrough's visualizer, for the command line and the tests ----------------------
-
-
 def photo_label(path: str | Path) -> int:
     """The ImageNet class a bundled or walkthrough photo shows, by file name."""
-    name = Path(path).name
     labels = {**PHOTOS, **WALKTHROUGH_PHOTOS}
-    if name not in labels:
-        raise ValueError(f"no label known for {name!r}; known photos: {', '.join(labels)}")
-    return labels[name]
+    if Path(path).name not in labels:
+        raise ValueError(f"no label known for {Path(path).name!r}; known photos: {', '.join(labels)}")
+    return labels[Path(path).name]
 
 
-def build_visualizer(model: nn.Module, paths: Sequence[str | Path] | None = None) -> AttributionVisualizer:
+def build_visualizer(model: torch.nn.Module, paths: list[str | Path] | None = None) -> AttributionVisualizer:
     """The visualizer 05_captum_insights builds: softmax scores, the 1000 class names, an
     ImageFeature with a zero baseline that normalizes its input, one Batch with labels."""
     paths = list(paths) if paths is not None else photo_paths()
-    input_imgs = torch.stack([transform(load_image(p)) for p in paths])
     return AttributionVisualizer(
-        models=[model],
-        score_func=lambda o: torch.nn.functional.softmax(o, 1),
-        classes=list(categories()),
+        models=[model], score_func=lambda o: torch.nn.functional.softmax(o, 1), classes=list(categories()),
         features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0], input_transforms=[transform_normalize])],
-        dataset=[Batch(input_imgs, labels=[photo_label(p) for p in paths])],
-    )
-
-
-# --- the command line --------------------------------------------------------------------
+        dataset=[Batch(torch.stack([transform(load_image(p)) for p in paths]), labels=[photo_label(p) for p in paths])])
 
 
 def run_standalone(host: str = LOOPBACK, port: int = 0, model_name: str | None = None) -> int:
-    """``python -m captum_helpers insights``: the notebook's explorer on the photos in img/,
-    served until Ctrl-C (or SIGTERM), for a projector demo or a remote machine."""
+    """``python -m captum_course insights``: notebook 05's explorer on the photos in img/, served
+    until Ctrl-C or SIGTERM (either also cancels a running Fetch)."""
     from .models import load_model
 
-    model = load_model(model_name)
     paths = photo_paths()
     try:
-        handle = serve(build_visualizer(model, paths), host=host, port=port, proxy=False)
+        handle = serve(build_visualizer(load_model(model_name), paths), host=host, port=port, proxy=False)
     except OSError as err:
         print(f"Cannot listen on {host}:{port}: {err.strerror or err}", file=sys.stderr)
         return 2
     print(f"Captum Insights on {len(paths)} photos: {handle.local_url}")
-    if host in (LOOPBACK, "localhost", "::1"):
-        print(f"From another machine: ssh -L {handle.port}:127.0.0.1:{handle.port} <this machine>, "
-              f"then open http://127.0.0.1:{handle.port}/")
-    else:
-        print(f"Listening on {host}: anyone who can reach this machine on port {handle.port} can use it")
+    if host not in (LOOPBACK, "localhost", "::1"):
+        print(f"Listening on {host}: whoever can reach port {handle.port} and knows this address can use it")
+    elif sys.platform == "linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        print(f"No display here. From your laptop: ssh -L {handle.port}:127.0.0.1:{handle.port} "
+              f"{getpass.getuser()}@{socket.gethostname()}  then open http://127.0.0.1:{handle.port}/{handle.token}/")
     print("Press Ctrl-C to stop.", flush=True)
-    _wait_for_interrupt(handle)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # set here: a shell's background job ignores SIGINT
+        signal.signal(signum, lambda *_: stopping.set())
+    while handle.running and not stopping.wait(0.2):
+        pass
+    handle.stop()
     print("Stopped.", flush=True)
     return 0
-
-
-def _wait_for_interrupt(handle: InsightsServer) -> None:
-    stopping = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        # handled explicitly: a shell starting us in the background ignores SIGINT otherwise
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stopping.set())
-    try:
-        while handle.running and not stopping.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        handle.stop()

@@ -21,6 +21,7 @@ import torchvision
 PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 SERVER_LIFETIME_S = 120.0  # the server shuts itself down after this even if teardown never runs
 REQUEST_TIMEOUT_S = 5.0  # a stalled client connection is dropped after this
+INSIGHTS_LIFETIME_S = 300.0  # an Insights server a test forgot stops after this
 
 
 class LocalServer:
@@ -144,3 +145,26 @@ def lite0():
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+@pytest.fixture
+def insights_server():
+    """Start Captum Insights servers with ``insights_server(visualizer, **serve_kwargs)``: each
+    stops by itself after INSIGHTS_LIFETIME_S, and all are stopped and checked after the test."""
+    from captum_helpers.insights import serve
+
+    handles = []
+
+    def start(visualizer, **kwargs):
+        handle = serve(visualizer, **kwargs)
+        watchdog = threading.Timer(INSIGHTS_LIFETIME_S, handle.stop)
+        watchdog.daemon = True
+        watchdog.start()
+        handles.append((handle, watchdog))
+        return handle
+
+    yield start
+    for handle, watchdog in handles:
+        watchdog.cancel()
+        handle.stop()
+        assert not handle.running, f"{handle} did not stop"
