@@ -46,7 +46,7 @@ def _handouts(args: argparse.Namespace) -> int:
 
     out = args.out or ROOT / "site"
     runs = build_handouts(out, args.notebooks or NOTEBOOKS_DIR, timeout=args.timeout)
-    failed = [r.path.name for r in runs if r.error]
+    failed = list(dict.fromkeys(r.path.name for r in runs if r.error))  # an edition's copy fails with it
     print(f"Wrote {Path(out) / 'index.html'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

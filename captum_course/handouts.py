@@ -5,11 +5,19 @@
 
 Both are nbconvert's own preprocessors (TagRemovePreprocessor, ClearOutputPreprocessor,
 ExecutePreprocessor) and its HTMLExporter, plus a small index page.
+
+Both build every edition of the course: the English notebooks of ``notebooks/`` and each
+translation in a subfolder of it (``notebooks/zh-CN/``), into the same subfolder of the output
+(``learner/zh-CN/``, ``site/zh-CN/``). A translation's code cells are the English ones byte for
+byte (tests/test_translations.py), so its handouts take the outputs of the English run instead of
+computing everything twice.
 """
 from __future__ import annotations
 
 import html
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -28,6 +36,7 @@ from captum_helpers.assets import course_root
 ROOT = course_root()
 NOTEBOOKS_DIR = ROOT / "notebooks"
 SOLUTION_TAG = "solution"
+TRANSLATIONS = {"zh-CN": "中文"}  # subfolder of notebooks/ -> the name of its language, in it
 CELL_TIMEOUT_S = 600  # the slowest cell (Occlusion on ResNet18) takes about a minute on 2 cores
 
 
@@ -40,8 +49,8 @@ class Executed(NamedTuple):
 
 
 def course_notebooks(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[Path]:
-    """The ``*.ipynb`` files of ``notebooks_dir`` in course order (their names start 00_, 01_...)."""
-    paths = sorted(Path(notebooks_dir).glob("*.ipynb"))
+    """The notebooks of ``notebooks_dir`` in course order: the ``*.ipynb`` files named 00_..., 01_..."""
+    paths = sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if re.match(r"\d\d_", p.name))
     if not paths:
         raise FileNotFoundError(f"no notebooks (*.ipynb) in {notebooks_dir}")
     return paths
@@ -61,19 +70,46 @@ def learner_notebook(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, 
     return copy, before - len(copy.cells)
 
 
-def build_learner_copies(out: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR) -> dict[Path, int]:
+def translations(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> dict[str, Path]:
+    """The translated editions kept in subfolders of ``notebooks_dir``: {"zh-CN": .../zh-CN}."""
+    found = {code: Path(notebooks_dir) / code for code in TRANSLATIONS}
+    return {code: folder for code, folder in found.items() if any(folder.glob("*.ipynb"))}
+
+
+def link_photos(out: str | Path, notebooks_dir: str | Path) -> None:
+    """Make ``../img`` from ``out`` the folder that ``../img`` from ``notebooks_dir`` is.
+
+    The notebooks open their photos as ``../img/NAME``; copies written one folder deeper
+    (``learner/zh-CN/``) need ``learner/img``: a relative link, or a copy where links are refused.
+    """
+    photos, wanted = (Path(notebooks_dir) / ".." / "img").resolve(), Path(out).resolve().parent / "img"
+    if not photos.is_dir() or wanted.exists() or wanted.is_symlink():
+        return
+    try:
+        wanted.symlink_to(os.path.relpath(photos, wanted.parent), target_is_directory=True)
+    except OSError:  # Windows without the right to make links
+        shutil.copytree(photos, wanted)
+
+
+def build_learner_copies(
+    out: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR, editions: bool = True
+) -> dict[Path, int]:
     """Write a learner copy of every notebook into ``out``; return {written path: solutions removed}.
 
     Put ``out`` beside ``notebooks_dir`` (same depth) so the notebooks' ``../img/...`` paths work.
+    With ``editions``, each translation (``notebooks_dir/zh-CN``) goes to the same subfolder of ``out``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    link_photos(out, notebooks_dir)
     written = {}
     for path in course_notebooks(notebooks_dir):
         copy, removed = learner_notebook(nbformat.read(path, as_version=4))
         target = out / path.name
         nbformat.write(copy, target)
         written[target] = removed
+    for code, folder in (translations(notebooks_dir) if editions else {}).items():
+        written.update(build_learner_copies(out / code, folder, editions=False))
     return written
 
 
@@ -109,25 +145,58 @@ def model_in_use(nb: nbformat.NotebookNode) -> str | None:
 
 
 def build_handouts(
-    out: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR, timeout: int = CELL_TIMEOUT_S
+    out: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR, timeout: int = CELL_TIMEOUT_S, editions: bool = True
 ) -> list[Executed]:
     """Execute every notebook of ``notebooks_dir`` and write ``out/<name>.html`` plus ``out/index.html``.
 
-    A notebook that fails is still written, up to the failing cell, and marked in the index.
+    A notebook that fails is still written, up to the failing cell, and marked in the index. With
+    ``editions``, each translation goes to ``out/<code>/`` (its own index, a link to switch language
+    on both) and takes its outputs from the English run; a translated notebook whose code is not
+    the English code runs on its own. Returns the runs of every edition.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(embed_images=True)
-    runs = []
-    for path in course_notebooks(notebooks_dir):
+    out, notebooks_dir = Path(out), Path(notebooks_dir)
+    language = notebooks_dir.name if notebooks_dir.name in TRANSLATIONS else "en"
+    runs = [_handout(path, out, timeout) for path in course_notebooks(notebooks_dir)]
+    others = translations(notebooks_dir) if editions and language == "en" else {}
+    (out / "index.html").write_text(
+        index_page(runs, language, switch=[(f"{code}/index.html", code) for code in others]), encoding="utf-8")
+    english = {run.path.name: run for run in runs}
+    for code, folder in others.items():
+        translated = [_handout(path, out / code, timeout, english.get(path.name)) for path in course_notebooks(folder)]
+        (out / code / "index.html").write_text(
+            index_page(translated, code, switch=[("../index.html", "en")]), encoding="utf-8")
+        runs += translated
+    return runs
+
+
+def with_outputs_of(nb: nbformat.NotebookNode, run: Executed) -> nbformat.NotebookNode | None:
+    """``nb`` with the outputs of ``run``, if its code cells are the ones that ran; None otherwise."""
+    ran = run.notebook.cells
+    if [(c.cell_type, c.source if c.cell_type == "code" else "") for c in nb.cells] != [
+            (c.cell_type, c.source if c.cell_type == "code" else "") for c in ran]:
+        return None
+    copy = nbformat.from_dict(nb)
+    for cell, done in zip(copy.cells, ran):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = done.get("outputs", []), done.get("execution_count")
+    return copy
+
+
+def _handout(path: Path, out: Path, timeout: int, english: Executed | None = None) -> Executed:
+    """Run one notebook (or take the English run's outputs) and write it as ``out/<name>.html``."""
+    merged = with_outputs_of(nbformat.read(path, as_version=4), english) if english else None
+    if merged is not None:
+        run = Executed(path, merged, english.seconds, english.error)
+        print(f"{path.parent.name}/{path.name}: outputs of the English run", flush=True)
+    else:
         print(f"Executing {path.name} ...", flush=True)
         run = execute_notebook(path, timeout=timeout)
-        body, _ = exporter.from_notebook_node(run.notebook, resources={"metadata": {"path": str(path.parent)}})
-        (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
         print(f"  {run.seconds:.0f} s, " + (f"FAILED: {run.error}" if run.error else "ok"), flush=True)
-        runs.append(run)
-    (out / "index.html").write_text(index_page(runs), encoding="utf-8")
-    return runs
+    out.mkdir(parents=True, exist_ok=True)
+    body, _ = HTMLExporter(embed_images=True).from_notebook_node(
+        run.notebook, resources={"metadata": {"path": str(path.parent)}})
+    (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
+    return run
 
 
 def notebook_title(nb: nbformat.NotebookNode, default: str) -> str:
@@ -140,28 +209,52 @@ def notebook_title(nb: nbformat.NotebookNode, default: str) -> str:
     return default
 
 
-def index_page(runs: list[Executed]) -> str:
-    """The handouts' index.html: one row per notebook with its link, title and run time."""
+INDEX_TEXT = {
+    "en": {
+        "title": "Model understanding with Captum", "page": "Model understanding with Captum: notebooks",
+        "columns": ("notebook", "title", "run time", "status"),
+        "executed": "The course notebooks, executed {when}", "model": " with the model {models}",
+        "read": ". Read ahead or catch up here; run them yourself in JupyterLab.",
+        "ok": "ran without errors", "failed": "failed: {error}", "name": "English",
+    },
+    "zh-CN": {
+        "title": "使用 Captum 理解模型", "page": "使用 Captum 理解模型：课程笔记本",
+        "columns": ("笔记本", "标题", "运行时间", "状态"),
+        "executed": "课程笔记本，运行于 {when}", "model": "，使用的模型：{models}",
+        "read": "。可以在这里预习或补课，也可以在 JupyterLab 中自己运行。",
+        "ok": "运行无错误", "failed": "失败：{error}", "name": "中文",
+    },
+}
+
+
+def index_page(runs: list[Executed], language: str = "en", switch: list[tuple[str, str]] = ()) -> str:
+    """The handouts' index.html: one row per notebook with its link, title and run time.
+
+    ``language`` picks the page's words ("en", "zh-CN"); ``switch`` lists (href, language) links
+    to the other editions' index pages.
+    """
+    text = INDEX_TEXT[language]
     rows = []
     for run in runs:
-        status = f"failed: {html.escape(run.error)}" if run.error else "ran without errors"
+        status = text["failed"].format(error=html.escape(run.error)) if run.error else text["ok"]
         rows.append(
             f'<tr><td><a href="{html.escape(run.path.stem)}.html">{html.escape(run.path.stem)}</a></td>'
             f"<td>{html.escape(notebook_title(run.notebook, run.path.stem))}</td>"
             f"<td>{run.seconds:.0f} s</td><td>{status}</td></tr>"
         )
     models = sorted({m for m in (model_in_use(r.notebook) for r in runs) if m})
-    executed = time.strftime("%Y-%m-%d %H:%M")
+    links = " | ".join(f'<a href="{html.escape(href)}" hreflang="{code}" lang="{code}">{INDEX_TEXT[code]["name"]}</a>'
+                       for href, code in switch)
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
-        "<title>Model understanding with Captum: notebooks</title>\n"
+        f'<!DOCTYPE html>\n<html lang="{language}"><head><meta charset="utf-8">\n'
+        f"<title>{text['page']}</title>\n"
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td,th{padding:.3em .8em;text-align:left}</style></head><body>\n"
-        "<h1>Model understanding with Captum</h1>\n"
-        f"<p>The course notebooks, executed {executed}"
-        + (f" with the model {', '.join(models)}" if models else "")
-        + ". Read ahead or catch up here; run them yourself in JupyterLab.</p>\n"
-        "<table><tr><th>notebook</th><th>title</th><th>run time</th><th>status</th></tr>\n"
+        "td,th{padding:.3em .8em;text-align:left}.language{float:right}</style></head><body>\n"
+        + (f'<p class="language">{links}</p>\n' if links else "")
+        + f"<h1>{text['title']}</h1>\n"
+        f"<p>{text['executed'].format(when=time.strftime('%Y-%m-%d %H:%M'))}"
+        + (text["model"].format(models=", ".join(models)) if models else "")
+        + text["read"] + "</p>\n<table><tr>" + "".join(f"<th>{c}</th>" for c in text["columns"]) + "</tr>\n"
         + "\n".join(rows)
         + "\n</table></body></html>\n"
     )

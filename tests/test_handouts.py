@@ -1,5 +1,6 @@
 """Learner copies (solutions removed) and HTML handouts, on small notebooks the tests write."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from captum_course.__main__ import main
-from captum_course.handouts import SOLUTION_TAG, build_learner_copies, course_notebooks
+from captum_course.handouts import NOTEBOOKS_DIR, SOLUTION_TAG, build_handouts, build_learner_copies, course_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,16 +66,48 @@ def test_learner_copy_leaves_the_instructor_notebook_alone(notebooks_dir, tmp_pa
     assert "cats = 2 * cats" in before
 
 
-def test_learner_copies_of_the_course_notebooks(tmp_path):
-    """On the real notebooks: every solution cell goes, every other cell stays, in order."""
+@pytest.mark.parametrize("edition", ["", "zh-CN"], ids=["en", "zh-CN"])
+def test_learner_copies_of_the_course_notebooks(tmp_path, edition):
+    """On the real notebooks of both editions: every solution cell goes, every other cell stays, in order."""
     written = build_learner_copies(tmp_path / "learner")
-    assert {p.name for p in written} == {p.name for p in course_notebooks()}
-    for path in course_notebooks():
-        original = json.loads(path.read_text())["cells"]
+    out, notebooks = tmp_path / "learner" / edition, NOTEBOOKS_DIR / edition
+    assert {p.name for p in written if p.parent == out} == {p.name for p in course_notebooks(notebooks)}
+    for path in course_notebooks(notebooks):
+        original = json.loads(path.read_text(encoding="utf-8"))["cells"]
         kept = [c["source"] for c in original if SOLUTION_TAG not in c.get("metadata", {}).get("tags", [])]
-        copy = nbformat.read(tmp_path / "learner" / path.name, as_version=4).cells
+        copy = nbformat.read(out / path.name, as_version=4).cells
         assert ["".join(s) if isinstance(s, list) else s for s in kept] == [c.source for c in copy], path.name
-        assert written[tmp_path / "learner" / path.name] == len(original) - len(kept)
+        assert written[out / path.name] == len(original) - len(kept)
+    assert (out / "../img/chelsea.png").is_file()  # the notebooks' photo paths work in the copies
+
+
+def _bilingual_course(root):
+    """img/, notebooks/ with a link img -> ../img, and notebooks/zh-CN/ with a translation."""
+    (root / "img").mkdir()
+    (root / "img" / "photo.txt").write_text("a photo")
+    english, chinese = root / "notebooks", root / "notebooks" / "zh-CN"
+    chinese.mkdir(parents=True)
+    (english / "img").symlink_to("../img", target_is_directory=True)
+    nb = _exercise_notebook()
+    nbformat.write(nb, english / "01_cats.ipynb")
+    for cell, text in zip([c for c in nb.cells if c.cell_type == "markdown"],
+                          ["# 数猫", "**练习：** 把猫的数量翻倍。", "翻倍就是乘以二。", "## 本节小结"]):
+        cell.source = text
+    nbformat.write(nb, chinese / "01_cats.ipynb")
+    return english
+
+
+def test_learner_copies_of_a_translation_go_to_its_subfolder_and_find_the_photos(tmp_path, capsys):
+    notebooks = _bilingual_course(tmp_path)
+    out = tmp_path / "learner"
+    assert main(["learner", "--out", str(out), "--notebooks", str(notebooks)]) == 0
+    assert f"{out / 'zh-CN' / '01_cats.ipynb'} (2 solution cells removed)" in capsys.readouterr().out
+    cells = nbformat.read(out / "zh-CN" / "01_cats.ipynb", as_version=4).cells
+    assert [c.source for c in cells] == ["# 数猫", "cats = 3\ncats", "**练习：** 把猫的数量翻倍。",
+                                         "# your code here", "## 本节小结"]
+    assert (out / "zh-CN" / ".." / "img" / "photo.txt").read_text() == "a photo"
+    assert (out / "img").is_symlink() and not Path(os.readlink(out / "img")).is_absolute()
+    assert build_learner_copies(out, notebooks)  # again: the link is already there
 
 
 def test_learner_without_notebooks_says_so(tmp_path):
@@ -138,3 +171,31 @@ def test_notebook_times_prints_seconds_model_and_memory_per_notebook(tiny_course
     assert re.search(r"\| 01_answer \| tiny \| \d+ \| \d+\.\d GB \| ok \|", out), out
     assert re.search(r"\| 02_broken \| - \| \d+ \| - \| FAILED: ZeroDivisionError: division by zero \|", out), out
     assert re.search(r"\| \*\*total\*\* \| \| \*\*\d+\*\* \|", out), out
+
+
+def test_handouts_of_both_editions_with_a_language_switch(tiny_course, tmp_path):
+    """The translation of 01_answer takes the English run's outputs; one whose code differs runs itself."""
+    (tiny_course / "02_broken.ipynb").unlink()
+    chinese = tiny_course / "zh-CN"
+    chinese.mkdir()
+    english = nbformat.read(tiny_course / "01_answer.ipynb", as_version=4)
+    english.cells[0].source = "# 读出答案\n\n来自笔记本旁边的一个文件。"
+    nbformat.write(english, chinese / "01_answer.ipynb")
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# 另一段代码"), new_code_cell("print('自己运行的')")]),
+                   chinese / "02_own.ipynb")
+    site = tmp_path / "site"
+    runs = build_handouts(site, tiny_course, timeout=60)
+    assert [r.path.relative_to(tiny_course).as_posix() for r in runs] == [
+        "01_answer.ipynb", "zh-CN/01_answer.ipynb", "zh-CN/02_own.ipynb"]
+
+    answer = (site / "zh-CN" / "01_answer.html").read_text(encoding="utf-8")
+    assert "读出答案" in answer and "FORTY-TWO" in answer  # Chinese text, English run's output
+    assert "<pre>自己运行的" in (site / "zh-CN" / "02_own.html").read_text(encoding="utf-8")
+
+    index, index_zh = (site / "index.html").read_text(), (site / "zh-CN" / "index.html").read_text(encoding="utf-8")
+    assert '<a href="zh-CN/index.html" hreflang="zh-CN" lang="zh-CN">中文</a>' in index
+    assert '<a href="../index.html" hreflang="en" lang="en">English</a>' in index_zh
+    assert '<html lang="zh-CN">' in index_zh and "<th>笔记本</th>" in index_zh
+    assert "读出答案" in index_zh and "另一段代码" in index_zh and "运行无错误" in index_zh
+    assert "Reading the answer" in index and "读出答案" not in index
+

@@ -1,0 +1,208 @@
+"""The Chinese edition (notebooks/zh-CN/) against the English one, and the command that keeps them in step."""
+import json
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from captum_course.__main__ import main
+from captum_course.handouts import course_notebooks
+from captum_course.translations import PLACEHOLDER, fingerprint, run, translated_from
+
+ROOT = Path(__file__).resolve().parent.parent
+EN_DIR, ZH_DIR = ROOT / "notebooks", ROOT / "notebooks" / "zh-CN"
+ENGLISH = course_notebooks(EN_DIR)
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def _headings(nb):
+    """The level of every Markdown heading of a notebook, in order (``#`` lines outside code blocks)."""
+    levels = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            text = re.sub(r"^```.*?^```", "", cell.source, flags=re.MULTILINE | re.DOTALL)
+            levels += [len(m.group(1)) for m in re.finditer(r"^(#{1,6})\s", text, re.MULTILINE)]
+    return levels
+
+
+def test_both_editions_have_the_same_notebooks():
+    assert [p.name for p in ENGLISH] == sorted(p.name for p in ZH_DIR.glob("*.ipynb"))
+
+
+@pytest.fixture(params=ENGLISH, ids=lambda p: p.stem)
+def editions(request):
+    return _read(request.param), _read(ZH_DIR / request.param.name)
+
+
+def test_same_cells_in_the_same_order(editions):
+    en, zh = editions
+    assert [c.cell_type for c in zh.cells] == [c.cell_type for c in en.cells]
+    assert [c.metadata.get("tags", []) for c in zh.cells] == [c.metadata.get("tags", []) for c in en.cells]
+
+
+def test_code_cells_are_identical(editions):
+    en, zh = editions
+    differ = [i for i, (e, z) in enumerate(zip(en.cells, zh.cells)) if e.cell_type == "code" and e.source != z.source]
+    assert not differ, f"code cells {differ} differ from English: python -m captum_course translations --sync"
+
+
+def test_same_headings(editions):
+    en, zh = editions
+    assert _headings(zh) == _headings(en)
+
+
+def test_every_markdown_cell_is_in_chinese(editions):
+    _, zh = editions
+    english_only = [i for i, c in enumerate(zh.cells) if c.cell_type == "markdown" and not CJK.search(c.source)]
+    assert not english_only, f"Markdown cells {english_only} contain no Chinese"
+    placeholders = [i for i, c in enumerate(zh.cells) if PLACEHOLDER.strip() in c.source]
+    assert not placeholders, f"cells {placeholders} are still placeholders"
+
+
+def test_translations_are_up_to_date(capsys):
+    """Every Markdown cell records the English it translates, and that is the English of today."""
+    status = main(["translations"])
+    assert status == 0, capsys.readouterr().out
+
+
+def test_the_chinese_notebooks_find_the_photos_with_the_same_paths():
+    link = EN_DIR / "img"
+    assert link.is_symlink() and os.readlink(link) == "../img"  # relative: works in every clone
+    assert (ZH_DIR / "../img/chelsea.png").resolve() == (EN_DIR / "../img/chelsea.png").resolve()
+
+
+# The command, on small notebooks made here ---------------------------------------------------
+
+def _english():
+    code = new_code_cell("cats = 3\ncats")
+    code.metadata["tags"] = ["exercise"]
+    return new_notebook(cells=[new_markdown_cell("# Counting cats"), code,
+                               new_markdown_cell("Three cats."), new_code_cell("2 * cats")])
+
+
+@pytest.fixture
+def course(tmp_path):
+    en_dir, zh_dir = tmp_path / "notebooks", tmp_path / "notebooks" / "zh-CN"
+    en_dir.mkdir()
+    nbformat.write(_english(), en_dir / "01_cats.ipynb")
+    return en_dir, zh_dir
+
+
+def _translate(course, name, texts):
+    """Write ``texts`` ({index: Chinese}) into the Chinese notebook and record them as translated."""
+    en_dir, zh_dir = course
+    nb = _read(zh_dir / name)
+    for index, text in texts.items():
+        nb.cells[index].source = text
+    nbformat.write(nb, zh_dir / name)
+    assert run(done=[name.removesuffix(".ipynb"), *map(str, texts)], en_dir=en_dir, zh_dir=zh_dir) == 0
+
+
+def _edit_english(course, change):
+    nb = _read(course[0] / "01_cats.ipynb")
+    change(nb.cells)
+    nbformat.write(nb, course[0] / "01_cats.ipynb")
+
+
+def test_sync_starts_a_missing_notebook_with_code_and_placeholders(course, capsys):
+    en_dir, zh_dir = course
+    assert run(en_dir=en_dir, zh_dir=zh_dir) == 1
+    assert "01_cats.ipynb: missing notebook" in capsys.readouterr().out
+
+    assert run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir) == 1  # synced, but nothing translated yet
+    out = capsys.readouterr().out
+    assert "01_cats.ipynb cell 0: untranslated  | # Counting cats" in out
+    assert "01_cats.ipynb cell 2: untranslated  | Three cats." in out
+    zh = _read(zh_dir / "01_cats.ipynb")
+    assert [c.source for c in zh.cells if c.cell_type == "code"] == ["cats = 3\ncats", "2 * cats"]
+    assert zh.cells[1].metadata["tags"] == ["exercise"]
+    assert zh.cells[2].source == PLACEHOLDER + "Three cats."
+    assert translated_from(zh.cells[2]) is None
+
+
+def test_done_records_the_english_and_the_report_comes_clean(course, capsys):
+    en_dir, zh_dir = course
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    _translate(course, "01_cats.ipynb", {0: "# 数猫", 2: "三只猫。"})
+    assert "every translation is up to date" in capsys.readouterr().out
+    assert translated_from(_read(zh_dir / "01_cats.ipynb").cells[2]) == fingerprint("Three cats.")
+
+
+def test_changed_english_makes_the_translation_stale_and_sync_keeps_it(course, capsys):
+    en_dir, zh_dir = course
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    _translate(course, "01_cats.ipynb", {0: "# 数猫", 2: "三只猫。"})
+    _edit_english(course, lambda cells: setattr(cells[2], "source", "Three cats, all asleep."))
+    capsys.readouterr()
+
+    assert run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir) == 1
+    assert capsys.readouterr().out.splitlines() == ["01_cats.ipynb cell 2: stale  | Three cats, all asleep."]
+    assert _read(zh_dir / "01_cats.ipynb").cells[2].source == "三只猫。"  # kept, to be revised
+    _translate(course, "01_cats.ipynb", {2: "三只猫，都睡着了。"})
+
+
+def test_sync_follows_inserted_moved_and_deleted_cells(course, capsys):
+    en_dir, zh_dir = course
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    _translate(course, "01_cats.ipynb", {0: "# 数猫", 2: "三只猫。"})
+
+    def rework(cells):
+        cells[2], cells[3] = cells[3], cells[2]  # the sentence now follows the last code cell
+        cells.insert(1, new_markdown_cell("Why count cats?"))
+        cells.insert(2, new_code_cell("dogs = 0"))
+        cells[4].source = "cats * 2"  # was "2 * cats"
+    _edit_english(course, rework)
+    capsys.readouterr()
+
+    assert run(en_dir=en_dir, zh_dir=zh_dir) == 1
+    report = capsys.readouterr().out
+    assert "cell 1: untranslated  | Why count cats?" in report and "cell 2: code" in report
+    assert "--sync" in report  # the code has to be copied before translating
+
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    zh, en = _read(zh_dir / "01_cats.ipynb"), _read(en_dir / "01_cats.ipynb")
+    assert [c.source for c in zh.cells] == ["# 数猫", PLACEHOLDER + "Why count cats?", "dogs = 0",
+                                            "cats = 3\ncats", "cats * 2", "三只猫。"]
+    assert [c.metadata.get("tags") for c in zh.cells] == [c.metadata.get("tags") for c in en.cells]
+    assert capsys.readouterr().out.splitlines()[-1] == "01_cats.ipynb cell 1: untranslated  | Why count cats?"
+
+    _edit_english(course, lambda cells: cells.pop(5))  # "Three cats." goes
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    assert "三只猫。" not in [c.source for c in _read(zh_dir / "01_cats.ipynb").cells]
+
+
+def test_done_refuses_placeholders_and_unsynced_notebooks(course):
+    en_dir, zh_dir = course
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    with pytest.raises(ValueError, match="still a placeholder"):
+        run(done=["01_cats", "2"], en_dir=en_dir, zh_dir=zh_dir)
+    with pytest.raises(ValueError, match="not a Markdown cell"):
+        run(done=["01_cats", "1"], en_dir=en_dir, zh_dir=zh_dir)
+    _edit_english(course, lambda cells: cells.insert(0, new_markdown_cell("Hello")))
+    with pytest.raises(ValueError, match="do not line up"):
+        run(done=["01_cats", "3"], en_dir=en_dir, zh_dir=zh_dir)
+
+
+def test_synced_notebooks_are_stored_without_outputs(course):
+    en_dir, zh_dir = course
+    _edit_english(course, lambda cells: cells[3].update(execution_count=4, outputs=[
+        nbformat.v4.new_output("execute_result", {"text/plain": "6"}, execution_count=4)]))
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    stored = json.loads((zh_dir / "01_cats.ipynb").read_text(encoding="utf-8"))["cells"][3]
+    assert stored["outputs"] == [] and stored["execution_count"] is None
+
+
+def test_a_chinese_notebook_without_english_is_reported(course, capsys):
+    en_dir, zh_dir = course
+    run(do_sync=True, en_dir=en_dir, zh_dir=zh_dir)
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# 旧笔记本")]), zh_dir / "00_old.ipynb")
+    capsys.readouterr()
+    assert run(en_dir=en_dir, zh_dir=zh_dir) == 1
+    assert "00_old.ipynb: extra notebook" in capsys.readouterr().out
