@@ -1,20 +1,17 @@
 """Open Captum Insights from a notebook cell (introduced in 05_captum_insights).
 
 captum's ``render()`` is a classic-notebook widget that JupyterLab 4, Notebook 7 and VS Code
-cannot show, so the kernel serves Insights' own page (built inside captum 0.8.0) on a loopback
-port and the cell shows it in an IFrame: directly, through jupyter-server-proxy (JupyterHub,
-Binder) or through Colab's kernel-port proxy. A loopback port is shared by every user of the
-machine, so the server answers only under its secret path ``/<token>/`` (the page's URLs are
-relative: they keep it), for an allowed Host, and POSTs only as JSON from its own page. A
-Fetch has a work budget; a newer request, a client that left, ``stop()`` or the end of the
-process cancels it at the model's next layer.
+cannot show, so the kernel serves Insights' own page (built into captum 0.8.0) on a loopback
+port, shown in an IFrame: directly, through jupyter-server-proxy, or through Colab's proxy. A
+loopback port is shared by all users of a machine, so the server answers only under its secret
+path ``/<token>/``, for an allowed Host, and POSTs only as JSON from its own page. A Fetch has
+a work budget; a newer request, a client that left, ``stop()`` or the process ending cancels it.
 """
 from __future__ import annotations
 
 import atexit
 import getpass
 import hmac
-import json
 import math
 import os
 import secrets
@@ -37,7 +34,8 @@ from captum.insights.attr_vis.config import ATTRIBUTION_METHOD_CONFIG, ATTRIBUTI
 from captum.insights.attr_vis.features import ImageFeature
 from captum.insights.attr_vis.server import namedtuple_to_dict
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import BadRequest, Conflict, HTTPException, RequestEntityTooLarge, UnprocessableEntity
+from werkzeug.exceptions import (BadRequest, Conflict, Forbidden, HTTPException, RequestEntityTooLarge,
+                                 UnprocessableEntity, UnsupportedMediaType)
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from .assets import PHOTOS, WALKTHROUGH_PHOTOS, photo_paths
@@ -56,10 +54,10 @@ MAX_PASSES = 800
 IG_BATCH = 8  # Integrated Gradients steps per pass: small memory, and a cancel lands within one
 # captum's Occlusion defaults are empty strings (it fails). A 7 x 7 grid of 32-pixel squares is
 # 50 passes per photo; the walkthrough's window 15, strides 8 make 28 x 28 + 1 = 785.
-# _batched_generator warns, per example, that the inputs do not require gradients: they need not
-warnings.filterwarnings("ignore", message="It looks like that the attribution for a gradient-based")
 ARGUMENT_DEFAULTS = {"Occlusion": {"sliding_window_shapes": "3 32 32", "strides": "3 32 32",
                                    "perturbations_per_eval": 16}, "Feature Ablation": {"perturbations_per_eval": 16}}
+# captum's _batched_generator warns for each example that its input needs no gradient: it need not
+warnings.filterwarnings("ignore", message="It looks like that the attribution for a gradient-based")
 
 
 class Cancelled(Conflict):
@@ -202,29 +200,27 @@ class InsightsExplorer(AttributionVisualizer):
 
 
 def _settings(body: object) -> dict:
-    """The page's Fetch request as captum's settings, numbers as numbers."""
+    """The page's Fetch request as captum's settings, converted by captum's own converters."""
     method = body.get("attribution_method") if isinstance(body, dict) else None
     if method not in ATTRIBUTION_NAMES_TO_METHODS:
         raise BadRequest(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}")
     config = ATTRIBUTION_METHOD_CONFIG.get(method)
     params, post = (config.params, config.post_process or {}) if config else ({}, {})
-    given = body.get("arguments") or {}
-    if not isinstance(given, dict) or set(given) - set(params):
-        raise BadRequest(f"{method} takes the arguments {sorted(params) or 'none'}")
+    given, classes = body.get("arguments") or {}, body.get("classes", [])
+    if not isinstance(given, dict) or set(given) - set(params) or not isinstance(classes, list):
+        raise BadRequest(f"{method} takes the arguments {sorted(params) or 'none'}; classes is a list of names")
     arguments = {**{k: c.value for k, c in params.items()}, **ARGUMENT_DEFAULTS.get(method, {}), **given}
-    for name, cfg in params.items():
-        try:
-            arguments[name] = value = post.get(name, int if isinstance(cfg, NumberConfig) else str)(arguments[name])
-        except (TypeError, ValueError):
-            raise BadRequest(f"{method}: {name} {arguments[name]!r} is not {cfg.type}s") from None
-        if isinstance(cfg, NumberConfig) and not (cfg.limit[0] or 1) <= value <= (cfg.limit[1] or 10 ** 6):
-            raise BadRequest(f"{method}: {name} must be between {cfg.limit[0] or 1} and {cfg.limit[1] or 10 ** 6}")
+    try:
+        arguments.update({k: post.get(k, int if isinstance(c, NumberConfig) else str)(arguments[k]) for k, c in params.items()})
+    except (TypeError, ValueError) as err:
+        raise BadRequest(f"{method}: {err}") from None
+    for name, cfg in params.items():  # captum's own limits, e.g. at most 100 perturbations per pass
+        if isinstance(cfg, NumberConfig) and not (cfg.limit[0] or 1) <= arguments[name] <= (cfg.limit[1] or 10 ** 6):
+            raise BadRequest(f"{method}: {name} must be from {cfg.limit[0] or 1} to {cfg.limit[1] or 10 ** 6}")
     if method == "Integrated Gradients":
         arguments["internal_batch_size"] = IG_BATCH  # not on the page; captum's default is all steps at once
-    if body.get("prediction", "all") not in ("all", "correct", "incorrect") or not isinstance(body.get("classes", []), list):
-        raise BadRequest("prediction must be all, correct or incorrect; classes a list of class names")
     return {"attribution_method": method, "arguments": arguments, "prediction": body.get("prediction", "all"),
-            "classes": body.get("classes", [])}
+            "classes": classes}
 
 
 # Insights' page spins forever when a request fails: show the server's message above it instead.
@@ -287,39 +283,34 @@ def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int
         app.logger.warning("Insights could not compute this: %r", err)  # e.g. DeepLift on a model it can't take
         return jsonify(error=f"{type(err).__name__}: {err}"), 500
 
-    def gate(environ: dict, start_response):
-        """Every request comes here first: the Host, the token, and for a POST its origin, type and size."""
-        host, origin = environ.get("HTTP_HOST", ""), urlsplit(environ.get("HTTP_ORIGIN", ""))
-        name = urlsplit("//" + host).hostname or ""
+    @app.before_request
+    def check() -> Response | None:
+        """Every request: its Host, the token, and for a POST its origin, type and size."""
+        name, origin = urlsplit("//" + request.host).hostname or "", urlsplit(request.headers.get("Origin", ""))
         colab_ok = lambda n: colab and (n or "").endswith(COLAB_PROXY_DOMAINS)  # noqa: E731
-        first, slash, rest = environ.get("PATH_INFO", "")[1:].partition("/")
-        kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        refusal = None
         if not (any_host or name in LOOPBACK_NAMES or colab_ok(name)
-                or (proxy_context and environ.get("HTTP_X_FORWARDED_CONTEXT") == proxy_context)):
-            refusal = 403, f"Host {host!r} is not allowed: open the address open_insights showed."
-        elif not hmac.compare_digest(first.encode("latin-1"), token.encode()):
-            refusal = 403, "This Captum Insights server needs its token: open the address open_insights showed."
-        elif environ["REQUEST_METHOD"] == "POST" and "HTTP_ORIGIN" in environ and (
-                origin.netloc.lower() != host.lower() and not colab_ok(origin.hostname)):
-            refusal = 403, f"Requests from {origin.geturl()} are refused: only Insights' own page may ask."
-        elif environ["REQUEST_METHOD"] == "POST" and kind != "application/json" and (kind or not colab):
-            refusal = 415, "The request must be JSON (Content-Type: application/json)."  # Colab may drop it
-        elif int(environ.get("CONTENT_LENGTH") or 0) > MAX_BODY:
-            refusal = 413, f"The request is larger than {MAX_BODY:,} bytes."
-        elif not slash:  # /<token> without its slash: the page's relative URLs would lose the token
-            start_response("308 Permanent Redirect", [("Location", f"{first}/"), ("Content-Length", "0")])
-            return [b""]
-        if refusal:
-            body = json.dumps({"error": refusal[1]}).encode()
-            start_response(f"{refusal[0]} Refused", [("Content-Type", "application/json"),
-                                                     ("Content-Length", str(len(body))), ("Connection", "close")])
-            return [body]
-        environ["SCRIPT_NAME"], environ["PATH_INFO"] = environ.get("SCRIPT_NAME", "") + "/" + first, "/" + rest
-        response = app.wsgi_app_inner(environ, start_response)
-        return response
+                or (proxy_context and request.headers.get("X-Forwarded-Context") == proxy_context)):
+            raise Forbidden(f"Host {request.host!r} is not allowed: open the address open_insights showed.")
+        if not hmac.compare_digest(request.environ["insights.token"], token.encode()):
+            raise Forbidden("This Captum Insights server needs its token: open the address open_insights showed.")
+        if request.method == "POST" and "Origin" in request.headers and (
+                origin.netloc.lower() != request.host.lower() and not colab_ok(origin.hostname)):
+            raise Forbidden(f"Requests from {origin.geturl()} are refused: only Insights' own page may ask.")
+        if request.method == "POST" and request.mimetype != "application/json" and (request.mimetype or not colab):
+            raise UnsupportedMediaType("The request must be JSON.")  # Colab's proxy may drop the type (captum)
+        if (request.content_length or 0) > MAX_BODY:
+            raise RequestEntityTooLarge(f"The request is larger than {MAX_BODY:,} bytes.")
+        if not request.environ["insights.slash"]:  # /<token>: the page's relative URLs would lose it
+            return Response(status=308, headers={"Location": f"{token}/"})
+        return None
 
-    app.wsgi_app_inner, app.wsgi_app = app.wsgi_app, gate  # type: ignore[attr-defined]
+    def strip_token(environ: dict, start_response):  # /<token>/rest: the app sees /rest
+        first, slash, rest = environ.get("PATH_INFO", "")[1:].partition("/")
+        environ.update({"insights.token": first.encode("latin-1"), "insights.slash": slash, "PATH_INFO": "/" + rest,
+                        "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + "/" + first})
+        return inner(environ, start_response)
+
+    inner, app.wsgi_app = app.wsgi_app, strip_token
     app.explorer, app.token = explorer, token  # type: ignore[attr-defined]
     return app
 
@@ -327,7 +318,7 @@ def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int
 def _body() -> object:
     if len(request.get_data()) >= MAX_BODY:  # a body sent without a length stops being read there
         raise RequestEntityTooLarge(f"The request is larger than {MAX_BODY:,} bytes.")
-    return request.get_json(force=True, silent=True)  # force: the gate checked the type
+    return request.get_json(force=True, silent=True)  # force: check() has seen the type
 
 
 class _Handler(WSGIRequestHandler):
