@@ -206,3 +206,15 @@ def test_a_chinese_notebook_without_english_is_reported(course, capsys):
     capsys.readouterr()
     assert run(en_dir=en_dir, zh_dir=zh_dir) == 1
     assert "00_old.ipynb: extra notebook" in capsys.readouterr().out
+
+
+def test_jupyterlab_offers_the_chinese_interface_the_notebooks_speak_of():
+    """Settings → Language lists 中文 (the zh extra), and the menu names the Chinese notebooks quote are its own."""
+    from jupyterlab_server.translation_utils import get_language_pack, get_language_packs
+
+    languages, _ = get_language_packs("en")
+    assert languages["zh_CN"]["nativeName"].startswith("中文")
+    menus = get_language_pack("zh_CN")[0]["jupyterlab"]
+    run_all = f"*{menus['menu' + chr(4) + 'Run'][0]} → {menus['Run All Cells'][0]}*"  # chr(4): gettext's context mark
+    introduction = "".join(c.source for c in _read(ZH_DIR / "00_introduction.ipynb").cells)
+    assert run_all in introduction
