@@ -218,3 +218,19 @@ def test_jupyterlab_offers_the_chinese_interface_the_notebooks_speak_of():
     run_all = f"*{menus['menu' + chr(4) + 'Run'][0]} → {menus['Run All Cells'][0]}*"  # chr(4): gettext's context mark
     introduction = "".join(c.source for c in _read(ZH_DIR / "00_introduction.ipynb").cells)
     assert run_all in introduction
+
+
+def _avoided_terms():
+    """The third column of README.zh-CN.md's glossary: translations this course does not use."""
+    text = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").split("## 术语表", 1)[1]
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    return {term.strip(): row[0].strip() for row in rows[1:] for term in row[2].split("、") if term.strip()}
+
+
+def test_the_glossary_holds_the_chinese_edition_to_one_term_each():
+    avoided = _avoided_terms()
+    assert avoided["积分梯度"] == "Integrated Gradients"  # the table was read
+    found = [(path.name, i, term) for path in ZH_DIR.glob("*.ipynb")
+             for i, cell in enumerate(_read(path).cells) if cell.cell_type == "markdown"
+             for term in avoided if term in cell.source]
+    assert not found, f"the glossary says to write these otherwise (notebook, cell, term): {found}"
