@@ -346,6 +346,34 @@ def test_proxy_outside_a_hub_uses_the_jupyter_servers_base_url(insights_server, 
     assert handle.url == f"/user/bob/proxy/{handle.port}/{handle.token}/"
 
 
+def test_proxy_true_in_a_kernel_of_a_jupyter_server_at_user_bob(tmp_path):
+    """A real Jupyter server with base_url /user/bob/ and no hub variables starts the kernel;
+    open_insights(..., proxy=True) points the IFrame at /user/bob/proxy/PORT/TOKEN/, and the
+    page answers there through jupyter-server-proxy."""
+    from jupyter_client import BlockingKernelClient
+
+    from browser import JupyterServer
+
+    with JupyterServer("server", root_dir=tmp_path, tmp_path=tmp_path, base_url="/user/bob/") as jupyter:
+        auth = {"Authorization": f"token {jupyter.token}"}
+        kernel_id = http(jupyter.url("api/kernels"), {"name": "python3"}, **auth)[1]["id"]
+        kernel = BlockingKernelClient(connection_file=str(Path(jupyter.env["JUPYTER_RUNTIME_DIR"])
+                                                          / f"kernel-{kernel_id}.json"))
+        kernel.load_connection_file()
+        kernel.start_channels(hb=False)  # a heartbeat can miss its 1 s on a busy machine
+        try:
+            kernel.wait_for_ready(timeout=120)
+            reply, outputs = execute(kernel, MAKE_VISUALIZER + "handle = open_insights(make('a'), proxy=True)")
+            assert reply["content"]["status"] == "ok", reply["content"]
+            src = next(o["data"]["text/html"] for o in outputs if "text/html" in o["data"]).split('src="')[1]
+            url = src.split('"')[0]
+            assert url.startswith("/user/bob/proxy/") and url.count("/") == 6, url
+            assert http(f"http://127.0.0.1:{jupyter.port}{url}init", **auth)[1]["classes"] == ["a0", "a1", "a2"]
+            assert len(http(f"http://127.0.0.1:{jupyter.port}{url}fetch", IG_FAST, **auth)[1]) == 2
+        finally:
+            kernel.stop_channels()
+
+
 def test_on_colab_the_page_goes_through_colabs_kernel_port_proxy(insights_server, monkeypatch, capsys):
     """No real Colab here: a stand-in google.colab records the call open_insights makes."""
     calls = []
