@@ -397,7 +397,7 @@ def torch_build() -> str:
     return f"torch {torch.__version__} ({build}, {torch.get_num_threads()} threads)"
 
 
-def machine_line(load_before: float, keep_open: bool) -> str:
+def machine_line(load_before: float, keep_open: bool, notebooks: list[str]) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -410,6 +410,7 @@ def machine_line(load_before: float, keep_open: bool) -> str:
     return (f"Measured with `python bench/class_load.py` on {datetime.date.today()}: {cpu}, "
             f"{os.cpu_count()} cores, {psutil.virtual_memory().total / GB:.0f} GB, {platform.system()}; "
             f"{torch_build()}, Python {platform.python_version()}; CAPTUM_HELPERS_MODEL={model}; "
+            f"notebooks {', '.join(n.split('_')[0] for n in notebooks)}; "
             f"kernels {'left open' if keep_open else 'shut after each notebook'}; "
             f"1-minute load average before the run {load_before:.2f}.")
 
@@ -544,9 +545,22 @@ def report(results: dict[int, list[Learner]], keep_open: bool, load_before: floa
            server: int = 0) -> tuple[str, str]:
     """(guide block, README block) as Markdown."""
     cores = os.cpu_count() or 1
-    header = machine_line(load_before, keep_open)
+    header = machine_line(load_before, keep_open, [r.notebook for r in results[min(results)][0].runs])
     s = sizing(results[min(results)], wait_s, cores, server)
     return guide_block(results, s, keep_open, header, wait_s, cores), readme_block(s, header)
+
+
+def versus_table(plain: Learner, tuned: Learner, setting: str) -> list[str]:
+    """One learner's notebooks without and with ``setting`` in the kernels' environment, same run."""
+    lines = [f"**One learner without and with `{setting}`** in the kernels' environment (same run, one after the "
+             "other; wall time and CPU time ratios are with / without):", "",
+             "| notebook | wall s without | wall s with | ratio | CPU s ratio | kernel peak without | with "
+             "| kept after the notebook without | with |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for a, b in zip(plain.runs, tuned.runs):
+        lines.append(f"| {a.notebook} | {a.wall_s:.0f} | {b.wall_s:.0f} | {b.wall_s / max(a.wall_s, 1e-9):.2f} "
+                     f"| {b.cpu_s / max(a.cpu_s, 1e-9):.2f} | {gb(a.peak)} | {gb(b.peak)} | {gb(a.kept)} | {gb(b.kept)} |")
+    lines.append(f"| **learner's peak** | | | | | {gb(plain.peak)} | {gb(tuned.peak)} | | |")
+    return lines
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -579,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     kernels.add_argument("--shut", dest="keep_open", action="store_false", help="shut each kernel after its notebook")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the kernels, e.g. OMP_NUM_THREADS=1 (repeatable)")
+    parser.add_argument("--versus", metavar="NAME=VALUE",
+                        help="run one more learner with this in the kernels' environment and compare with N=1, "
+                             "e.g. MALLOC_TRIM_THRESHOLD_=1048576")
     parser.add_argument("--wait", type=float, default=180.0,
                         help="seconds a learner may wait for the heaviest notebook when everyone runs it (CPU guarantee)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
@@ -591,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.learners):
         parser.error("--learners takes class sizes of 1 or more")
+    if args.versus and (1 not in args.learners or "=" not in args.versus):
+        parser.error("--versus takes NAME=VALUE and compares with the one-learner run: include 1 in --learners")
     paths = pick_notebooks(args.notebooks)
     extra = dict(item.split("=", 1) for item in args.env)
     env = kernel_env(extra)
@@ -606,6 +625,11 @@ def main(argv: list[str] | None = None) -> int:
     guide, readme = report(results, args.keep_open, load_before, args.wait, server)
     if extra:
         guide = guide.replace(" 1-minute load", f" kernel environment {' '.join(args.env)}; 1-minute load", 1)
+    if args.versus:
+        name, value = args.versus.split("=", 1)
+        tuned = simulate(1, paths, args.keep_open, {**env, name: value}, args.interval, args.timeout)
+        results[0] = tuned  # its failures count too
+        guide += "\n\n" + "\n".join(versus_table(results[1][0], tuned[0], args.versus))
     text = f"{guide}\n\n{readme}\n"
     print(text)
     if args.markdown:
