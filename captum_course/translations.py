@@ -30,7 +30,7 @@ from .handouts import NOTEBOOKS_DIR, course_notebooks
 
 ZH_DIR = NOTEBOOKS_DIR / "zh-CN"
 KEY = "translation"
-PLACEHOLDER = "**（待翻译）** 以下为英文原文,请翻译后删除本行。\n\n"
+PLACEHOLDER = "**（待翻译）** 以下为英文原文，请翻译后删除本行。\n\n"
 
 
 class Finding(NamedTuple):
