@@ -10,7 +10,7 @@ The settings, stated here once (the notebooks, README and bench/README.md quote 
 * ``perturbations_per_eval=OCCLUSION_BATCH`` (28) in ``Occlusion.attribute``: the occluded
   copies go through the network 28 at a time instead of one forward pass each. The
   walkthrough's window (3, 15, 15) with strides (3, 8, 8) takes 28 x 28 positions
-  (:func:`occlusion_windows`), so a batch of 28 is one row of them: 28 full passes.
+  (:func:`occlusion_windows`), so the 784 copies go in 28 full batches of 28.
 
 None of these changes what is computed: the attributions agree with the walkthrough's calls
 to float32 rounding. ``bench/attributions.py`` checks that and measures time and memory
