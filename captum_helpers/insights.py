@@ -41,7 +41,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from .assets import PHOTOS, WALKTHROUGH_PHOTOS, photo_paths
 from .images import load_image, transform, transform_normalize
 from .models import categories
-from .speed import occlusion_windows
+from .speed import INTEGRATED_GRADIENTS_BATCH, occlusion_windows
 
 FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
 LOOPBACK, LOOPBACK_NAMES = "127.0.0.1", {"127.0.0.1", "localhost", "::1"}
@@ -51,7 +51,6 @@ THREADS, IDLE_TIMEOUT_S, CANCEL_WAIT_S = 16, 10.0, 2.0  # one page opens about 6
 # Model passes one Fetch may make (a backward pass counts as two), summed over the photos it
 # shows; `python bench/insights_fetch.py --budget` times the largest allowed Fetch (aim: ~30 s).
 MAX_PASSES = 800
-IG_BATCH = 8  # Integrated Gradients steps per pass: small memory, and a cancel lands within one
 # captum's Occlusion defaults are empty strings (it fails). A 7 x 7 grid of 32-pixel squares is
 # 50 passes per photo; the walkthrough's window 15, strides 8 make 28 x 28 + 1 = 785.
 ARGUMENT_DEFAULTS = {"Occlusion": {"sliding_window_shapes": "3 32 32", "strides": "3 32 32",
@@ -218,7 +217,9 @@ def _settings(body: object) -> dict:
         if isinstance(cfg, NumberConfig) and not (cfg.limit[0] or 1) <= arguments[name] <= (cfg.limit[1] or 10 ** 6):
             raise BadRequest(f"{method}: {name} must be from {cfg.limit[0] or 1} to {cfg.limit[1] or 10 ** 6}")
     if method == "Integrated Gradients":
-        arguments["internal_batch_size"] = IG_BATCH  # not on the page; captum's default is all steps at once
+        # not on the page; captum's default runs all steps at once: memory grows with n_steps, and
+        # a cancel waits for the one backward pass. 10 steps cost no more time (bench/README.md).
+        arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH
     return {"attribution_method": method, "arguments": arguments, "prediction": body.get("prediction", "all"),
             "classes": classes}
 
@@ -324,8 +325,8 @@ def _body() -> object:
 class _Handler(WSGIRequestHandler):
     timeout = IDLE_TIMEOUT_S  # socketserver sets it on each connection: idle clients are dropped
 
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass  # a line per request would land in whichever notebook cell is running
+    def log(self, *args: object) -> None:
+        pass  # a line per request or timed-out client would land in whichever notebook cell runs
 
 
 class _Server(ThreadedWSGIServer):
@@ -383,7 +384,8 @@ _RUNNING: weakref.WeakSet[InsightsServer] = weakref.WeakSet()
 
 @atexit.register
 def _stop_all() -> None:
-    for handle in list(_RUNNING):  # torch still computing in a daemon thread at exit aborts the process
+    for handle in list(_RUNNING):  # torch still computing in a daemon thread at exit aborts the process,
+        handle.explorer.close(timeout=30)  # so wait for the cancel to land even on a busy machine
         handle.stop()
 
 

@@ -500,7 +500,7 @@ def test_half_open_connections_hold_a_bounded_number_of_threads(tiny_server, mon
 # --- cancelling ------------------------------------------------------------------------------
 
 
-SLOW_FETCH = {**IG_FAST, "arguments": {"n_steps": 400, "method": "gausslegendre"}}  # 50 passes of 8 steps
+SLOW_FETCH = {**IG_FAST, "arguments": {"n_steps": 400, "method": "gausslegendre"}}  # 40 passes of 10 steps
 
 
 @pytest.fixture
