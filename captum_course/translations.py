@@ -116,6 +116,8 @@ def synced(en_nb: nbformat.NotebookNode, zh_nb: nbformat.NotebookNode | None) ->
         if i is None:
             continue  # English no longer has this cell
         english = nbformat.from_dict(en_nb.cells[i])  # a copy: id, metadata and tags from English
+        if j is not None and "id" in zh_cells[j]:
+            english.id = zh_cells[j].id  # stable: nbformat gives a cell read without an id a random one
         if english.cell_type == "code":
             english.outputs, english.execution_count = [], None
         elif j is not None:

@@ -10,7 +10,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from captum_course.__main__ import main
 from captum_course.handouts import course_notebooks
-from captum_course.translations import PLACEHOLDER, fingerprint, run, translated_from
+from captum_course.translations import PLACEHOLDER, fingerprint, run, sync, translated_from
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_DIR, ZH_DIR = ROOT / "notebooks", ROOT / "notebooks" / "zh-CN"
@@ -234,3 +234,13 @@ def test_the_glossary_holds_the_chinese_edition_to_one_term_each():
              for i, cell in enumerate(_read(path).cells) if cell.cell_type == "markdown"
              for term in avoided if term in cell.source]
     assert not found, f"the glossary says to write these otherwise (notebook, cell, term): {found}"
+
+
+def test_a_second_sync_changes_nothing_even_for_cells_without_ids(course):
+    en_dir, zh_dir = course
+    raw = json.loads((en_dir / "01_cats.ipynb").read_text(encoding="utf-8"))
+    for cell in raw["cells"]:
+        del cell["id"]  # as an older editor writes them; nbformat makes up random ids on reading
+    (en_dir / "01_cats.ipynb").write_text(json.dumps(raw), encoding="utf-8")
+    assert sync(en_dir, zh_dir) == [zh_dir / "01_cats.ipynb"]
+    assert sync(en_dir, zh_dir) == []
