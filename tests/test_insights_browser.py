@@ -118,7 +118,8 @@ def test_notebook_05_run_all_shows_insights_and_fetches(page, tmp_path, app, pat
 
 def _open_insights_calls(path):
     cells = json.loads(path.read_text())["cells"]
-    return sum("open_insights(" in "".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return sum(len(re.findall(r"^\w+ = open_insights\(", "".join(c["source"]), re.M))
+               for c in cells if c["cell_type"] == "code")
 
 
 def test_behind_jupyter_server_proxy_as_on_jupyterhub(page, insights, tmp_path, monkeypatch):
