@@ -59,7 +59,8 @@ test: $(READY)
 #   make test-python PYTHON=python3.10
 test-python:
 	$(MAKE) setup VENV=.venv-$(notdir $(PYTHON)) PYTHON=$(PYTHON)
-	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests
+	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests --ignore=tests/test_insights_browser.py \
+		--ignore=tests/test_class_load.py --ignore=tests/test_notebook_06.py  # browser, load and notebook runs: once, in make test
 	.venv-$(notdir $(PYTHON))/bin/python -m pytest --nbval-lax --notebook-model=offline notebooks --ignore=notebooks/zh-CN
 
 # Instructors: learner copies without solutions (learner/, learner/zh-CN/), executed HTML

@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "noteb
 def test_the_course_notebooks_are_there():
     names = [p.stem for p in NOTEBOOKS]
     for expected in ["00_introduction", "01_prediction", "02_integrated_gradients",
-                     "03_occlusion", "04_layer_gradcam", "05_captum_insights"]:
+                     "03_occlusion", "04_layer_gradcam", "05_captum_insights", "06_can_you_trust_it"]:
         assert expected in names
 
 
@@ -59,3 +59,10 @@ def test_every_bundled_photo_has_a_source_entry():
         if name in {"cat.jpg", "teapot.jpg", "trilobite.jpg"}:  # downloaded, not bundled
             continue
         assert f"`{name}`" in sources, f"img/SOURCES.md does not say where {name} comes from"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_by_asking_to_shut_its_kernel_down(path):
+    """JupyterLab keeps every opened notebook's kernel alive: a class that never shuts one piles them up."""
+    last = json.loads(path.read_text())["cells"][-1]
+    assert last["cell_type"] == "markdown" and "Kernel → Shut Down Kernel" in "".join(last["source"])
