@@ -50,6 +50,8 @@ import nbformat
 import psutil
 from jupyter_client import KernelManager
 
+from captum_course.doctor import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
 GUIDE = ROOT / "docs" / "instructor.md"
@@ -398,14 +400,7 @@ def torch_build() -> str:
 
 
 def machine_line(load_before: float, keep_open: bool, notebooks: list[str]) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     model = os.environ.get("CAPTUM_HELPERS_MODEL") or "unset"
     return (f"Measured with `python bench/class_load.py` on {datetime.date.today()}: {cpu}, "
             f"{os.cpu_count()} cores, {psutil.virtual_memory().total / GB:.0f} GB, {platform.system()}; "

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import nbformat
 from nbformat.v4 import new_code_cell
 
+from captum_course.doctor import cpu_name
 from captum_course.handouts import CELL_TIMEOUT_S, NOTEBOOKS_DIR, course_notebooks, execute_notebook, model_in_use
 
 PEAK_PROBE = "import resource\nprint('peak RSS kB:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
@@ -65,7 +66,7 @@ def machine() -> str:
     import torch
 
     model = os.environ.get("CAPTUM_HELPERS_MODEL") or "(unset: auto)"
-    return (f"Measured with `make times` on {datetime.date.today()}: {platform.machine()}, {os.cpu_count()} cores, "
+    return (f"Measured with `make times` on {datetime.date.today()}: {cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}, "
             f"CAPTUM_HELPERS_MODEL={model}, 1-minute load average before the run {os.getloadavg()[0]:.2f}.")
 
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(time_notebook(path, args.timeout))
         print(f"{path.stem}: {rows[-1].seconds:.1f} s, {rows[-1].status}", file=sys.stderr, flush=True)
     print(table(rows))
+    print(f"\n1-minute load average after the run {os.getloadavg()[0]:.2f}.")
     return 1 if any(r.status != "ok" for r in rows) else 0
 
 

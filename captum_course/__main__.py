@@ -66,9 +66,9 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
 
 def _insights(args: argparse.Namespace) -> int:
     """Open Captum Insights on the photos in img/ in a standalone server and print its URL; Ctrl-C stops it."""
-    from captum_helpers import insights
+    from .insights import run_standalone
 
-    return insights.run_standalone(host=args.host, port=args.port, model_name=args.model)
+    return run_standalone(host=args.host, port=args.port, model_name=args.model)
 
 
 def _add_insights_command(sub: argparse._SubParsersAction) -> None:

@@ -60,6 +60,17 @@ def photo_problem(path: Path) -> str | None:
     return None
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), for the headers of measured tables."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def find_browser() -> str | None:
     """A Chromium or Chrome on this machine (the browser tests drive it), or None."""
     found = next((p for p in map(shutil.which, BROWSERS) if p), None)

@@ -1,5 +1,5 @@
 """Helpers for the Captum model-understanding notebooks: the plumbing, not the lesson."""
-from .assets import IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, photo_paths
+from .assets import IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, photo_label, photo_paths
 from .images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -26,7 +26,7 @@ from .progress import progress
 from .speed import INTEGRATED_GRADIENTS_BATCH, OCCLUSION_BATCH, fast_model, occlusion_windows
 
 __all__ = [
-    "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_paths",
+    "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_label", "photo_paths",
     "IMAGENET_MEAN", "IMAGENET_STD", "ImageLoadError", "load_image", "preprocess", "to_hwc",
     "transform", "transform_normalize",
     "MODEL_ENV", "Prediction", "categories", "gradcam_layer", "label", "load_model",
@@ -36,7 +36,7 @@ __all__ = [
 ]
 # Captum Insights (notebook 05) brings Flask and captum.insights: imported on first use, so a
 # kernel that never opens the explorer does not pay for them.
-_INSIGHTS = ("InsightsServer", "build_visualizer", "open_insights", "photo_label")
+_INSIGHTS = ("InsightsServer", "open_insights")
 __all__ += list(_INSIGHTS)
 
 

@@ -60,6 +60,14 @@ def photo_paths(include_walkthrough: bool = True) -> list[Path]:
     return paths
 
 
+def photo_label(path: str | Path) -> int:
+    """The ImageNet class a bundled or walkthrough photo shows, by file name."""
+    labels = {**PHOTOS, **WALKTHROUGH_PHOTOS}
+    if Path(path).name not in labels:
+        raise ValueError(f"no label known for {Path(path).name!r}; known photos: {', '.join(labels)}")
+    return labels[Path(path).name]
+
+
 def download_walkthrough_photos(
     dest: str | Path | None = None, url: str | None = None, force: bool = False, timeout: float = 30.0
 ) -> list[Path]:

@@ -1,55 +1,43 @@
-"""Open Captum Insights from a notebook cell (introduced in 05_captum_insights).
+"""Open Captum Insights from a notebook cell (05_captum_insights).
 
-captum's ``render()`` is a classic-notebook widget that JupyterLab 4, Notebook 7 and VS Code
-cannot show, so the kernel serves Insights' own page (built into captum 0.8.0) on a loopback
-port, shown in an IFrame: directly, through jupyter-server-proxy, or through Colab's proxy. A
-loopback port is shared by all users of a machine, so the server answers only under its secret
-path ``/<token>/``, for an allowed Host, and POSTs only as JSON from its own page. A Fetch has
-a work budget; a newer request, a client that left, ``stop()`` or the process ending cancels it.
+captum 0.8.0's ``render()`` shows a classic-notebook widget that JupyterLab 4, Notebook 7 and
+VS Code cannot display, and its server serves one global visualizer to whoever reaches its
+port. Here the kernel serves Insights' own page on a loopback port, shown in an IFrame directly
+or through jupyter-server-proxy or Colab's proxy. Unlike captum's server it answers only under a
+secret path ``/<token>/``, for an allowed Host, POSTs only as JSON from its own page; it gives
+each Fetch a work budget, shows each example once, and cancels work that became useless.
 """
 from __future__ import annotations
 
 import atexit
-import getpass
-import hmac
 import math
 import os
 import secrets
-import select
-import signal
-import socket
 import sys
 import threading
 import warnings
 import weakref
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import captum.insights.attr_vis as attr_vis
 import torch
 from captum.attr._utils.batching import _batched_generator
-from captum.insights import AttributionVisualizer, Batch
+from captum.insights import AttributionVisualizer
 from captum.insights.attr_vis.app import OutputScore, SampleCache
 from captum.insights.attr_vis.config import ATTRIBUTION_METHOD_CONFIG, ATTRIBUTION_NAMES_TO_METHODS, NumberConfig
-from captum.insights.attr_vis.features import ImageFeature
 from captum.insights.attr_vis.server import namedtuple_to_dict
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import (BadRequest, Conflict, Forbidden, HTTPException, RequestEntityTooLarge,
-                                 UnprocessableEntity, UnsupportedMediaType)
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import BadRequest, Conflict, HTTPException, UnprocessableEntity
 
-from .assets import PHOTOS, WALKTHROUGH_PHOTOS, photo_paths
-from .images import load_image, transform, transform_normalize
-from .models import categories
 from .speed import INTEGRATED_GRADIENTS_BATCH, occlusion_windows
+from .webserver import LOOPBACK, Server, client_gone, json_body, protect
 
 FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
-LOOPBACK, LOOPBACK_NAMES = "127.0.0.1", {"127.0.0.1", "localhost", "::1"}
-COLAB_PROXY_DOMAINS = ("-colab.googleusercontent.com", ".colab.dev")  # where Colab serves a kernel port
-MAX_BODY = 1 << 20  # bytes; the page's own requests are under 1 KB
-THREADS, IDLE_TIMEOUT_S, CANCEL_WAIT_S = 16, 10.0, 2.0  # one page opens about 6 connections
+ERRORS_JS = Path(__file__).with_name("insights_errors.js")  # shows the server's messages on the page
+CANCEL_WAIT_S = 2.0  # stop() waits this long for a running Fetch to end
 # Model passes one Fetch may make (a backward pass counts as two), summed over the photos it
-# shows; `python bench/insights_fetch.py --budget` times the largest allowed Fetch (aim: ~30 s).
+# shows; `python bench/insights_fetch.py --budget` times the largest allowed Fetch (aim: ~30 s;
+# 12-14 s for 3 photos with ResNet18 on a 2-core Intel Xeon).
 MAX_PASSES = 800
 # captum's Occlusion defaults are empty strings (it fails). A 7 x 7 grid of 32-pixel squares is
 # 50 passes per photo; the walkthrough's window 15, strides 8 make 28 x 28 + 1 = 785.
@@ -75,50 +63,34 @@ def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...]) -> 
 
 
 class InsightsExplorer(AttributionVisualizer):
-    """The state behind one Insights page: the user's visualizer showing each example once
-    per Fetch, one computation at a time, which a newer request cancels."""
+    """One Insights page's state: the user's visualizer, one computation at a time, each
+    example shown once per Fetch within a work budget."""
 
     def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES) -> None:
         calc = visualizer.attribution_calculation
         super().__init__(visualizer.models, visualizer.classes, visualizer.features, visualizer.dataset,
                          calc.score_func, calc.use_label_for_attr)
-        self.max_passes, self.closed, self._latest, self._worker = max_passes, False, 0, None
-        self._stream, self._busy, self._state = self._examples(), threading.Lock(), threading.Lock()
+        self.max_passes, self.closed, self._examples, self._next = max_passes, False, None, 0
+        self._latest, self._worker, self._busy, self._state = 0, None, threading.Lock(), threading.Lock()
         self._should_stop = lambda: False
 
-    # captum's visualize() loops until it has 4 rows: 3 photos showed as 6 rows, and with no
-    # example passing the filters it never returns. Here a Fetch predicts and filters up to 4
-    # examples, going round the dataset at most once from where the last Fetch stopped, checks
-    # the budget, then attributes them.
+    # captum's visualize() goes round the dataset until it has 4 rows: 3 photos showed as 6 rows,
+    # and with no example passing the filters it never returns. Here a Fetch goes on from where
+    # the last one stopped up to the dataset's end, and checks the budget before attributing.
     def visualize(self) -> list:
-        picked, seen = [], 0
-        while len(picked) < self._config.num_examples:
-            example = next(self._stream, False)
-            if example is False or (example is None and seen):
+        if self._examples is None:  # kept, as captum's cycle() keeps the batches; split as captum does
+            self._examples = [example for batch in self.dataset for example in _batched_generator(
+                batch.inputs, batch.additional_args, batch.labels, 1)]
+        picked = []
+        for turn in range(len(self._examples)):
+            if len(picked) == self._config.num_examples or (turn and self._next == 0):
                 break
-            seen += example is not None
-            if example is not None and self._keep(*example):
+            example, self._next = self._examples[self._next], (self._next + 1) % len(self._examples)
+            if self._keep(*example):
                 picked.append(example)
         self._check_budget(len(picked), picked[0][0] if picked else ())
         self._outputs = [(out, SampleCache(*ex)) for ex in picked for out in [self._calculate_vis_output(*ex)] if out]
         return [out for out, _ in self._outputs]
-
-    def _examples(self):
-        """Examples one at a time, None after each pass; a one-shot iterator's last batches
-        come round again, as in captum. Split as captum's _get_outputs does (no public API)."""
-        recent, source = [], self.dataset
-        while True:
-            count = 0
-            for batch in source:
-                if source is self.dataset:
-                    recent = (recent + [batch])[-self._config.num_examples:]
-                for example in _batched_generator(batch.inputs, batch.additional_args, batch.labels, 1):
-                    count += 1
-                    yield example
-            if not count:
-                return
-            yield None
-            source = recent if iter(self.dataset) is self.dataset else self.dataset
 
     def _keep(self, inputs: tuple, args: object, label: torch.Tensor | None) -> bool:
         if label is None or len(label) == 0:
@@ -140,7 +112,7 @@ class InsightsExplorer(AttributionVisualizer):
                      "Occlusion": "use larger strides or window (3 32 32 with strides 3 32 32 makes 50)"}
             raise UnprocessableEntity(
                 f"{method} would run the model {each:,} times per photo, {each * rows:,} for {rows}: more than "
-                f"the {self.max_passes:,} one Fetch may take (about 30 s on 2 cores). To lower it, "
+                f"the {self.max_passes:,} one Fetch may take (15 s or so on 2 cores). To lower it, "
                 f"{lower.get(method, 'choose another method')}, or filter by class to fewer photos.")
 
     def get_insights_config(self) -> dict:
@@ -199,7 +171,8 @@ class InsightsExplorer(AttributionVisualizer):
 
 
 def _settings(body: object) -> dict:
-    """The page's Fetch request as captum's settings, converted by captum's own converters."""
+    """A Fetch request as captum's settings. The page builds it, but anyone with the token can
+    send another: checked with captum's own converters and limits, so a bad one gets a 400."""
     method = body.get("attribution_method") if isinstance(body, dict) else None
     if method not in ATTRIBUTION_NAMES_TO_METHODS:
         raise BadRequest(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}")
@@ -214,50 +187,23 @@ def _settings(body: object) -> dict:
     except (TypeError, ValueError) as err:
         raise BadRequest(f"{method}: {err}") from None
     for name, cfg in params.items():  # captum's own limits, e.g. at most 100 perturbations per pass
-        if isinstance(cfg, NumberConfig) and not (cfg.limit[0] or 1) <= arguments[name] <= (cfg.limit[1] or 10 ** 6):
-            raise BadRequest(f"{method}: {name} must be from {cfg.limit[0] or 1} to {cfg.limit[1] or 10 ** 6}")
-    if method == "Integrated Gradients":
-        # not on the page; captum's default runs all steps at once: memory grows with n_steps, and
-        # a cancel waits for the one backward pass. 10 steps cost no more time (bench/README.md).
-        arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH
+        low, high = (cfg.limit[0] or 1, cfg.limit[1] or 10 ** 6) if isinstance(cfg, NumberConfig) else (0, 0)
+        if low and not low <= arguments[name] <= high:
+            raise BadRequest(f"{method}: {name} must be from {low} to {high}")
+    if method == "Integrated Gradients":  # not on the page. captum's default runs all steps in one
+        arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH  # batch: memory grows with n_steps
     return {"attribution_method": method, "arguments": arguments, "prediction": body.get("prediction", "all"),
             "classes": classes}
 
 
-# Insights' page spins forever when a request fails: show the server's message above it instead.
-_ERROR_BANNER = """<script>(function () {
-  var realFetch = window.fetch.bind(window), box = document.createElement("div");
-  box.setAttribute("role", "alert"); box.hidden = true;
-  box.style.cssText = "padding:8px 12px;margin:8px;border:1px solid #c66;background:#fee;font:14px sans-serif";
-  function say(text) { if (!box.parentNode) document.body.prepend(box); box.textContent = text; box.hidden = !text; }
-  window.fetch = function (url, options) {
-    if (url !== "fetch" && url !== "attribute") return realFetch(url, options);
-    return realFetch(url, options).then(function (response) {
-      if (response.ok) return response.clone().json().then(function (rows) {
-        say(url === "fetch" && !rows.length ? "No example matches these filters." : ""); return response; });
-      return response.json().catch(function () { return {}; }).then(function (body) {
-        say(body.error || "The Insights server answered " + response.status);
-        return url === "fetch" ? new Response("[]") : new Promise(function () {}); });
-    }, function () { say("The Insights server is not reachable: was it stopped?"); return new Promise(function () {}); });
-  };
-})();</script>"""
-
-
 def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int = MAX_PASSES,
                proxy_context: str | None = None, colab: bool = False, any_host: bool = False) -> Flask:
-    """Insights' app for one visualizer under ``/<token>/``: the page, ``init``, ``fetch`` and
-    ``attribute`` as in captum's server (which serves one global visualizer, unchecked)."""
+    """Insights' app for one visualizer: the page, ``init``, ``fetch`` and ``attribute`` as in
+    captum's server, under ``/<token>/`` with the checks of ``webserver.protect``."""
     explorer = InsightsExplorer(visualizer, max_passes)
     app = Flask(__name__, static_folder=str(FRONTEND / "static"))
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # also bounds a body sent without a length
-    html = (FRONTEND / "index.html").read_text(encoding="utf-8").replace("</head>", _ERROR_BANNER + "</head>")
-
-    def gone() -> bool:  # has the client closed its connection? (werkzeug's server passes the socket)
-        sock = request.environ.get("werkzeug.socket")
-        try:
-            return bool(sock and select.select([sock], [], [], 0)[0] and not sock.recv(1, socket.MSG_PEEK))
-        except OSError:
-            return True
+    script = f"<script>{ERRORS_JS.read_text(encoding='utf-8')}</script></head>"
+    html = (FRONTEND / "index.html").read_text(encoding="utf-8").replace("</head>", script)
 
     @app.route("/")
     def index() -> Response:
@@ -269,13 +215,13 @@ def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int
 
     @app.route("/fetch", methods=["POST"])
     def fetch() -> Response:
-        return jsonify(explorer.fetch(_settings(_body()), gone))
+        return jsonify(explorer.fetch(_settings(json_body()), client_gone))
 
     @app.route("/attribute", methods=["POST"])
     def attribute() -> Response:
-        body = _body()
+        body = json_body()
         indices = [body.get(k) if isinstance(body, dict) else None for k in ("inputIndex", "modelIndex", "labelIndex")]
-        return jsonify(explorer.attribute(*indices, gone))
+        return jsonify(explorer.attribute(*indices, client_gone))
 
     @app.errorhandler(Exception)  # the page shows the message; the server keeps serving
     def failed(err: Exception) -> tuple[Response, int]:
@@ -284,96 +230,27 @@ def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int
         app.logger.warning("Insights could not compute this: %r", err)  # e.g. DeepLift on a model it can't take
         return jsonify(error=f"{type(err).__name__}: {err}"), 500
 
-    @app.before_request
-    def check() -> Response | None:
-        """Every request: its Host, the token, and for a POST its origin, type and size."""
-        name, origin = urlsplit("//" + request.host).hostname or "", urlsplit(request.headers.get("Origin", ""))
-        colab_ok = lambda n: colab and (n or "").endswith(COLAB_PROXY_DOMAINS)  # noqa: E731
-        if not (any_host or name in LOOPBACK_NAMES or colab_ok(name)
-                or (proxy_context and request.headers.get("X-Forwarded-Context") == proxy_context)):
-            raise Forbidden(f"Host {request.host!r} is not allowed: open the address open_insights showed.")
-        if not hmac.compare_digest(request.environ["insights.token"], token.encode()):
-            raise Forbidden("This Captum Insights server needs its token: open the address open_insights showed.")
-        if request.method == "POST" and "Origin" in request.headers and (
-                origin.netloc.lower() != request.host.lower() and not colab_ok(origin.hostname)):
-            raise Forbidden(f"Requests from {origin.geturl()} are refused: only Insights' own page may ask.")
-        if request.method == "POST" and request.mimetype != "application/json" and (request.mimetype or not colab):
-            raise UnsupportedMediaType("The request must be JSON.")  # Colab's proxy may drop the type (captum)
-        if (request.content_length or 0) > MAX_BODY:
-            raise RequestEntityTooLarge(f"The request is larger than {MAX_BODY:,} bytes.")
-        if not request.environ["insights.slash"]:  # /<token>: the page's relative URLs would lose it
-            return Response(status=308, headers={"Location": f"{token}/"})
-        return None
-
-    def strip_token(environ: dict, start_response):  # /<token>/rest: the app sees /rest
-        first, slash, rest = environ.get("PATH_INFO", "")[1:].partition("/")
-        environ.update({"insights.token": first.encode("latin-1"), "insights.slash": slash, "PATH_INFO": "/" + rest,
-                        "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + "/" + first})
-        return inner(environ, start_response)
-
-    inner, app.wsgi_app = app.wsgi_app, strip_token
     app.explorer, app.token = explorer, token  # type: ignore[attr-defined]
-    return app
-
-
-def _body() -> object:
-    if len(request.get_data()) >= MAX_BODY:  # a body sent without a length stops being read there
-        raise RequestEntityTooLarge(f"The request is larger than {MAX_BODY:,} bytes.")
-    return request.get_json(force=True, silent=True)  # force: check() has seen the type
-
-
-class _Handler(WSGIRequestHandler):
-    timeout = IDLE_TIMEOUT_S  # socketserver sets it on each connection: idle clients are dropped
-
-    def log(self, *args: object) -> None:
-        pass  # a line per request or timed-out client would land in whichever notebook cell runs
-
-
-class _Server(ThreadedWSGIServer):
-    """werkzeug's threaded server, serving at most THREADS connections at once (more get 503)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(host, port, None, handler=_Handler)
-        self._slots = threading.BoundedSemaphore(THREADS)
-
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
-        if self._slots.acquire(blocking=False):
-            return super().process_request(request, client_address)
-        try:
-            request.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        finally:
-            self.shutdown_request(request)
-
-    def process_request_thread(self, request, client_address) -> None:  # type: ignore[override]
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+    return protect(app, token, any_host=any_host, proxy_context=proxy_context, colab=colab)
 
 
 class InsightsServer:
-    """A running Insights page (05_captum_insights): ``url`` is what the browser opens (it
-    carries the token), ``stop()`` cancels a running Fetch and frees the port."""
+    """A running Insights page: ``url`` is what the browser opens (it carries the token),
+    ``stop()`` cancels a running Fetch and frees the port."""
 
-    def __init__(self, url: str, local_url: str, server: _Server, explorer: InsightsExplorer, token: str) -> None:
+    def __init__(self, url: str, local_url: str, server: Server, explorer: InsightsExplorer, token: str) -> None:
         self.url, self.local_url, self.token, self.explorer, self._server = url, local_url, token, explorer, server
         self.host, self.port = server.host, server.port
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"captum-insights-{self.port}", daemon=True)
-        self._thread.start()
         _RUNNING.add(self)
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._server.running
 
     def stop(self) -> None:
         """Stop serving within about CANCEL_WAIT_S, a running Fetch included; again: nothing."""
         self.explorer.close()
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.server_close()
+        self._server.stop()
 
     def __repr__(self) -> str:
         return f"<Captum Insights at {self.url} ({'running' if self.running else 'stopped'})>"
@@ -393,14 +270,16 @@ def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int 
           colab: bool = False, max_passes: int = MAX_PASSES) -> InsightsServer:
     """Serve Insights for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
     ``host`` stays loopback unless you ask (``"0.0.0.0"``: every network)."""
-    token, server = secrets.token_urlsafe(24), _Server(host, port)
+    token, server = secrets.token_urlsafe(24), Server(host, port)
     base = _jupyter_base_url() if proxy or (proxy is None and os.environ.get("JUPYTERHUB_SERVICE_PREFIX")) else None
-    server.app = create_app(visualizer, token, max_passes=max_passes, colab=colab, any_host=host in ("", "0.0.0.0", "::"),
-                            proxy_context=f"{base}proxy/{server.port}" if base else None)
+    app = create_app(visualizer, token, max_passes=max_passes, colab=colab, any_host=host in ("", "0.0.0.0", "::"),
+                     proxy_context=f"{base}proxy/{server.port}" if base else None)
     shown = {"": LOOPBACK, "0.0.0.0": LOOPBACK, "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
     local_url = f"http://{shown}:{server.port}/{token}/"
-    url = f"{base}proxy/{server.port}/{token}/" if base else local_url
-    return InsightsServer(url, local_url, server, server.app.explorer, token)
+    handle = InsightsServer(f"{base}proxy/{server.port}/{token}/" if base else local_url, local_url, server,
+                            app.explorer, token)
+    server.start(app)
+    return handle
 
 
 def _jupyter_base_url() -> str:
@@ -418,9 +297,9 @@ def _jupyter_base_url() -> str:
 
 def open_insights(visualizer: AttributionVisualizer, *, height: int = 820, host: str = LOOPBACK, port: int = 0,
                   proxy: bool | None = None, max_passes: int = MAX_PASSES) -> InsightsServer:
-    """Open Captum Insights for ``visualizer`` in the notebook cell (05_captum_insights); returns
-    at once. ``proxy``: through jupyter-server-proxy (default: on JupyterHub; True for a Jupyter
-    server on another machine). ``max_passes``: the work one Fetch may do."""
+    """Open Captum Insights for ``visualizer`` in the notebook cell; returns at once. ``proxy``:
+    through jupyter-server-proxy (default: on JupyterHub; True for a Jupyter server on another
+    machine). ``max_passes``: the work one Fetch may do."""
     from IPython import get_ipython
     from IPython.display import IFrame, display
 
@@ -436,49 +315,3 @@ def open_insights(visualizer: AttributionVisualizer, *, height: int = 820, host:
     if get_ipython() is not None:
         display(IFrame(handle.url, width="100%", height=height))
     return handle
-
-
-def photo_label(path: str | Path) -> int:
-    """The ImageNet class a bundled or walkthrough photo shows, by file name."""
-    labels = {**PHOTOS, **WALKTHROUGH_PHOTOS}
-    if Path(path).name not in labels:
-        raise ValueError(f"no label known for {Path(path).name!r}; known photos: {', '.join(labels)}")
-    return labels[Path(path).name]
-
-
-def build_visualizer(model: torch.nn.Module, paths: list[str | Path] | None = None) -> AttributionVisualizer:
-    """The visualizer 05_captum_insights builds: softmax scores, the 1000 class names, an
-    ImageFeature with a zero baseline that normalizes its input, one Batch with labels."""
-    paths = list(paths) if paths is not None else photo_paths()
-    return AttributionVisualizer(
-        models=[model], score_func=lambda o: torch.nn.functional.softmax(o, 1), classes=list(categories()),
-        features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0], input_transforms=[transform_normalize])],
-        dataset=[Batch(torch.stack([transform(load_image(p)) for p in paths]), labels=[photo_label(p) for p in paths])])
-
-
-def run_standalone(host: str = LOOPBACK, port: int = 0, model_name: str | None = None) -> int:
-    """``python -m captum_course insights``: notebook 05's explorer on the photos in img/, served
-    until Ctrl-C or SIGTERM (either also cancels a running Fetch)."""
-    from .models import load_model
-
-    paths = photo_paths()
-    try:
-        handle = serve(build_visualizer(load_model(model_name), paths), host=host, port=port, proxy=False)
-    except OSError as err:
-        print(f"Cannot listen on {host}:{port}: {err.strerror or err}", file=sys.stderr)
-        return 2
-    print(f"Captum Insights on {len(paths)} photos: {handle.local_url}")
-    if host not in (LOOPBACK, "localhost", "::1"):
-        print(f"Listening on {host}: whoever can reach port {handle.port} and knows this address can use it")
-    elif sys.platform == "linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        print(f"No display here. From your laptop: ssh -L {handle.port}:127.0.0.1:{handle.port} "
-              f"{getpass.getuser()}@{socket.gethostname()}  then open http://127.0.0.1:{handle.port}/{handle.token}/")
-    print("Press Ctrl-C to stop.", flush=True)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # set here: a shell's background job ignores SIGINT
-        signal.signal(signum, lambda *_: stopping.set())
-    while handle.running and not stopping.wait(0.2):
-        pass
-    handle.stop()
-    print("Stopped.", flush=True)
-    return 0

@@ -27,16 +27,10 @@ from captum.insights.attr_vis.features import ImageFeature
 from PIL import Image
 from torch import nn
 
-from captum_helpers import categories, photo_paths
-from captum_helpers.insights import (
-    MAX_BODY,
-    THREADS,
-    build_visualizer,
-    create_app,
-    open_insights,
-    passes_per_example,
-    photo_label,
-)
+from captum_course.insights import build_visualizer
+from captum_helpers import categories, photo_label, photo_paths
+from captum_helpers.insights import create_app, open_insights, passes_per_example
+from captum_helpers.webserver import MAX_BODY, THREADS
 
 ROOT = Path(__file__).resolve().parent.parent
 IG_FAST = {"attribution_method": "Integrated Gradients", "arguments": {"n_steps": 4, "method": "gausslegendre"},
@@ -484,7 +478,7 @@ def test_a_2_mb_body_gets_413_and_the_server_keeps_serving(tiny_server):
 
 def test_half_open_connections_hold_a_bounded_number_of_threads(tiny_server, monkeypatch):
     handle, _ = tiny_server
-    monkeypatch.setattr("captum_helpers.insights._Handler.timeout", 1.0)
+    monkeypatch.setattr("captum_helpers.webserver._Handler.timeout", 1.0)
     before = threading.active_count()
     idle = [socket.create_connection(("127.0.0.1", handle.port)) for _ in range(100)]
     try:
@@ -661,7 +655,7 @@ def start_cli(course: Path) -> tuple[subprocess.Popen, str, str]:
     """run_standalone in a subprocess on the photos of ``course``/img; its output up to the URL."""
     env = {**os.environ, "CAPTUM_COURSE_ROOT": str(course), "CAPTUM_HELPERS_MODEL": "efficientnet_lite0"}
     env.pop("DISPLAY", None), env.pop("WAYLAND_DISPLAY", None)
-    code = "from captum_helpers.insights import run_standalone; raise SystemExit(run_standalone('127.0.0.1', 0, None))"
+    code = "from captum_course.insights import run_standalone; raise SystemExit(run_standalone('127.0.0.1', 0, None))"
     process = subprocess.Popen([sys.executable, "-c", code], cwd=course, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     lines = []

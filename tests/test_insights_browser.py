@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from browser import JupyterServer, launch_chromium, skip_or_fail
-from captum_helpers import categories, photo_paths
-from captum_helpers.insights import build_visualizer, photo_label
+from captum_course.insights import build_visualizer
+from captum_helpers import categories, photo_label, photo_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "05_captum_insights.ipynb"
