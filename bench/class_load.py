@@ -618,8 +618,9 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(lr.peak for lr in results[n])
         print(f"N={n}: {time.monotonic() - started:.0f} s, peak per learner {gb(worst)}", file=sys.stderr, flush=True)
     guide, readme = report(results, args.keep_open, load_before, args.wait, server)
-    if extra:
-        guide = guide.replace(" 1-minute load", f" kernel environment {' '.join(args.env)}; 1-minute load", 1)
+    if extra:  # both blocks name it: the sizing depends on it
+        guide, readme = (block.replace(" 1-minute load", f" kernel environment {' '.join(args.env)}; 1-minute load", 1)
+                         for block in (guide, readme))
     if args.versus:
         name, value = args.versus.split("=", 1)
         tuned = simulate(1, paths, args.keep_open, {**env, name: value}, args.interval, args.timeout)

@@ -29,6 +29,6 @@ c.MappingKernelManager.cull_interval = 1 * MINUTES
 c.MappingKernelManager.cull_connected = True  # an open tab does not keep an idle kernel alive
 c.MappingKernelManager.cull_busy = False  # Integrated Gradients or Occlusion still running: keep it
 
-# jupyter-resource-usage: red at 80 % of the limit, about one kernel's peak below a 6-8 GB limit
+# jupyter-resource-usage: red at 80 % of the limit, about one kernel's peak (up to 2 GB) below an 8-10 GB limit
 c.ResourceUseDisplay.mem_warning_threshold = 0.2
 c.ResourceUseDisplay.track_cpu_percent = True  # CPU next to memory, against CPU_LIMIT where the hub sets it
