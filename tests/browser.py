@@ -95,7 +95,8 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 
 
 class JupyterServer:
-    """``jupyter lab``, ``jupyter notebook`` (7) or ``jupyter server`` on 127.0.0.1 with a token.
+    """``jupyter lab``, ``jupyter notebook`` (7), ``jupyter nbclassic`` or ``jupyter server`` on
+    127.0.0.1 with a token.
 
     Run as ``timeout``'s child, so it dies after SERVER_LIFETIME_S even if the test's
     teardown never runs; its kernels exit with it (they watch their parent).
@@ -106,7 +107,7 @@ class JupyterServer:
         self.port = free_port()
         self.base_url = base_url
         self.log_path = tmp_path / f"jupyter-{app}.log"
-        module = {"lab": "jupyterlab", "notebook": "notebook", "server": "jupyter_server"}[app]
+        module = {"lab": "jupyterlab", "notebook": "notebook", "nbclassic": "nbclassic", "server": "jupyter_server"}[app]
         self.command = [
             "timeout", "--kill-after=10", str(SERVER_LIFETIME_S),
             sys.executable, "-m", module, "--no-browser",

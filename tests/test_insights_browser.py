@@ -116,6 +116,29 @@ def test_notebook_05_run_all_shows_insights_and_fetches(page, tmp_path, app, pat
         assert any("Model: efficientnet_lite0" in text for text in outputs), outputs  # the offline model
 
 
+def test_notebook_05_run_all_in_the_classic_notebook(page, tmp_path):
+    """The same in the classic Notebook (nbclassic): its own menus and output areas."""
+    notebooks = tmp_path / "course" / "notebooks"
+    notebooks.mkdir(parents=True)
+    shutil.copy(NOTEBOOK, notebooks)
+    (tmp_path / "course" / "img").symlink_to(ROOT / "img")
+    with JupyterServer("nbclassic", root_dir=tmp_path / "course", tmp_path=tmp_path) as classic:
+        page.goto(classic.url(f"nbclassic/notebooks/notebooks/{NOTEBOOK.name}?token={classic.token}"))
+        classic.wait_for_kernel()
+        expect(page.locator("#kernel_indicator_icon.kernel_idle_icon")).to_be_attached(timeout=120_000)
+        page.locator("#celllink").click()  # Cell -> Run All
+        page.locator("#run_all_cells a").click()
+
+        iframe = page.locator(".output_area iframe")
+        expect(iframe).to_have_count(_open_insights_calls(NOTEBOOK), timeout=180_000)
+        iframe.first.scroll_into_view_if_needed()
+        frame = page.frame_locator(".output_area iframe").first
+        expect(frame.get_by_text("Instance Attribution")).to_be_visible(timeout=60_000)
+        fetch_and_check_rows(frame)
+        outputs = page.locator(".output_area").all_text_contents()
+        assert any("Model: efficientnet_lite0" in text for text in outputs), outputs
+
+
 def _open_insights_calls(path):
     cells = json.loads(path.read_text())["cells"]
     return sum(len(re.findall(r"^\w+ = open_insights\(", "".join(c["source"]), re.M))
