@@ -10,7 +10,6 @@ each Fetch a work budget, shows each example once, and cancels work that became 
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import secrets
 import sys
@@ -29,8 +28,8 @@ from captum.insights.attr_vis.server import namedtuple_to_dict
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import BadRequest, Conflict, HTTPException, UnprocessableEntity
 
-from .speed import INTEGRATED_GRADIENTS_BATCH, occlusion_windows
-from .webserver import LOOPBACK, Server, client_gone, json_body, protect
+from .speed import INTEGRATED_GRADIENTS_BATCH, passes_per_example
+from .webserver import LOOPBACK, Server, client_gone, json_body, jupyter_base_url, protect
 
 FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
 ERRORS_JS = Path(__file__).with_name("insights_errors.js")  # shows the server's messages on the page
@@ -49,17 +48,6 @@ warnings.filterwarnings("ignore", message="It looks like that the attribution fo
 
 class Cancelled(Conflict):
     description = "Cancelled: a newer request replaced this one, or the server is stopping."
-
-
-def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...]) -> int:
-    """Model passes one example costs with these settings, counted as captum loops."""
-    if method == "Integrated Gradients":
-        return 3 * arguments["n_steps"]  # n_steps scaled copies, forward and backward
-    if method == "Occlusion":  # each window position (ceil((size - window) / stride) + 1), and the photo
-        return occlusion_windows(shape, arguments["sliding_window_shapes"], arguments["strides"]) + 1
-    if method == "Feature Ablation":
-        return math.prod(shape) + 1  # without a feature mask each input value is ablated alone
-    return 6 if method == "DeepLift" else 3  # DeepLift runs input and baseline together
 
 
 class InsightsExplorer(AttributionVisualizer):
@@ -271,7 +259,7 @@ def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int 
     """Serve Insights for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
     ``host`` stays loopback unless you ask (``"0.0.0.0"``: every network)."""
     token, server = secrets.token_urlsafe(24), Server(host, port)
-    base = _jupyter_base_url() if proxy or (proxy is None and os.environ.get("JUPYTERHUB_SERVICE_PREFIX")) else None
+    base = jupyter_base_url() if proxy or (proxy is None and os.environ.get("JUPYTERHUB_SERVICE_PREFIX")) else None
     app = create_app(visualizer, token, max_passes=max_passes, colab=colab, any_host=host in ("", "0.0.0.0", "::"),
                      proxy_context=f"{base}proxy/{server.port}" if base else None)
     shown = {"": LOOPBACK, "0.0.0.0": LOOPBACK, "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
@@ -280,19 +268,6 @@ def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int 
                             app.explorer, token)
     server.start(app)
     return handle
-
-
-def _jupyter_base_url() -> str:
-    """JupyterHub's prefix, else the base URL of the Jupyter server that started this kernel
-    (its parent process), else of the only one running, else "/"."""
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
-    if not prefix:
-        from jupyter_server.serverapp import list_running_servers
-
-        servers = list(list_running_servers())
-        ours = [s for s in servers if s.get("pid") == os.getppid()] or (servers if len(servers) == 1 else [])
-        prefix = ours[0].get("base_url", "/") if ours else "/"
-    return prefix if prefix.endswith("/") else prefix + "/"
 
 
 def open_insights(visualizer: AttributionVisualizer, *, height: int = 820, host: str = LOOPBACK, port: int = 0,

@@ -56,6 +56,18 @@ def occlusion_windows(input_shape: Sequence[int], sliding_window_shapes: Sequenc
     return math.prod(math.ceil((size - w) / s) + 1 for size, w, s in zip(input_shape, sliding_window_shapes, strides))
 
 
+def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...]) -> int:
+    """Model passes one example costs in Captum Insights with these settings, counted as
+    captum loops (a backward pass counts as two). Used by the explorer's work budget."""
+    if method == "Integrated Gradients":
+        return 3 * arguments["n_steps"]  # n_steps scaled copies, forward and backward
+    if method == "Occlusion":  # each window position, and the photo itself
+        return occlusion_windows(shape, arguments["sliding_window_shapes"], arguments["strides"]) + 1
+    if method == "Feature Ablation":
+        return math.prod(shape) + 1  # without a feature mask each input value is ablated alone
+    return 6 if method == "DeepLift" else 3  # DeepLift runs input and baseline together
+
+
 def fast_model(model: torch.nn.Module) -> torch.nn.Module:
     """Put ``model`` in eval mode and the ``channels_last`` memory format, in place; return it.
 
@@ -65,16 +77,6 @@ def fast_model(model: torch.nn.Module) -> torch.nn.Module:
     moves a gradient map by ~1e-4 of its maximum). Inputs may stay contiguous.
     """
     return model.eval().to(memory_format=torch.channels_last)
-
-
-def is_fast(model: torch.nn.Module) -> bool:
-    """True if every 4-d weight of ``model`` is in ``channels_last`` format and it is in eval mode."""
-    weights = [p for p in model.parameters() if p.dim() == 4]
-    return (
-        not model.training
-        and bool(weights)
-        and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
-    )
 
 
 def bf16_supported() -> bool:

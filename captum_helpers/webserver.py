@@ -9,6 +9,7 @@ origin and up to MAX_BODY bytes, serves at most THREADS connections and drops id
 from __future__ import annotations
 
 import hmac
+import os
 import select
 import socket
 import threading
@@ -59,6 +60,20 @@ def protect(app: Flask, token: str, *, any_host: bool = False, proxy_context: st
 
     inner, app.wsgi_app = app.wsgi_app, strip_token
     return app
+
+
+def jupyter_base_url() -> str:
+    """Where jupyter-server-proxy serves this machine's ports (``{base}proxy/{port}/``): JupyterHub's
+    prefix, else the base URL of the Jupyter server that started this kernel (its parent
+    process), else of the only one running, else "/"."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if not prefix:
+        from jupyter_server.serverapp import list_running_servers
+
+        servers = list(list_running_servers())
+        ours = [s for s in servers if s.get("pid") == os.getppid()] or (servers if len(servers) == 1 else [])
+        prefix = ours[0].get("base_url", "/") if ours else "/"
+    return prefix if prefix.endswith("/") else prefix + "/"
 
 
 def json_body() -> object:
