@@ -456,21 +456,27 @@ def memory_table(results: dict[int, list[Learner]], keep_open: bool) -> list[str
     return lines
 
 
-def guide_block(results: dict[int, list[Learner]], s: Sizing, keep_open: bool, header: str, wait_s: float,
+def guide_block(results: dict[int, list[Learner]], s: Sizing | None, keep_open: bool, header: str, wait_s: float,
                 cores: int) -> str:
-    trims = [(r.idle_before_probe, r.after_gc, r.after_trim) for lr in results[min(results)] for r in lr.runs
+    first = results[min(results)]
+    trims = [(r.idle_before_probe, r.after_gc, r.after_trim) for r in first[0].runs
              if r.idle_before_probe and r.after_trim is not None]
     before = sum(t[0] for t in trims)
     after_gc = sum(t[1] for t in trims)
     after_trim = sum(t[2] for t in trims)
     out = [header, "",
-           f"**One learner, notebook after notebook** (N={min(results)}): each notebook's kernel, its CPU time, its "
+           ("**One learner, notebook after notebook** (N=1)" if len(first) == 1 else
+            f"**Learner 1 of {len(first)}, notebook after notebook** (N={len(first)})")
+           + ": each notebook's kernel, its CPU time, its "
            "peak memory (RSS with child processes), what it still holds when its last cell is done, what it holds "
            "after `gc.collect()` and then glibc's `malloc_trim(0)`, and all the learner's live kernels together "
            + ("(every kernel left open, as JupyterLab does)." if keep_open else "(each kernel shut after its notebook)."),
-           "", *notebook_table(results[min(results)]), "",
-           f"`gc.collect()` then `malloc_trim(0)` on every kernel: {gb(before)} held before, {gb(after_gc)} after "
-           f"`gc.collect()`, {gb(after_trim)} after `malloc_trim(0)` "
+           "", *notebook_table(first), "",
+           (f"`gc.collect()` then `malloc_trim(0)` on every kernel{'' if len(first) == 1 else ' of learner 1'}: "
+            f"{gb(before)} held before" if keep_open else
+            f"`gc.collect()` then `malloc_trim(0)` on each kernel of learner 1 as its notebook ended, summed over its "
+            f"{len(trims)} kernels (shut one after another, never all up at once): {gb(before)} before")
+           + f", {gb(after_gc)} after `gc.collect()`, {gb(after_trim)} after `malloc_trim(0)` "
            f"({(before - after_trim) / max(before, 1):.0%} handed back)." if trims else "",
            "",
            f"**N learners on these {cores} cores**, every learner starting each notebook at the same moment (the "
@@ -479,22 +485,26 @@ def guide_block(results: dict[int, list[Learner]], s: Sizing, keep_open: bool, h
            "**Memory per learner**: RSS is what JupyterLab's memory meter shows and what a per-user limit must "
            "cover; PSS shares the libraries' pages among the kernels that map them, what the learners add up to "
            "on one server.", "",
-           *memory_table(results, keep_open), "",
-           f"**Sizing**, from the one-learner run by these rules; each peak includes the learner's idle JupyterLab "
-           f"server with the course's settings ({gb(s.server)}, measured in the same run{'' if s.server else ': not measured'}):",
-           "",
-           f"* memory limit per learner = {HEADROOM:.2f} x the peak of a learner who leaves every kernel open "
-           f"({gb(s.open_peak)}), rounded up: **{s.limit_gb} GB**;",
-           f"* memory guarantee per learner = {HEADROOM:.2f} x the peak while the previous notebook's kernel is "
-           f"still up and older ones were culled ({gb(s.culled_peak)}), rounded up: **{s.guarantee_gb} GB** "
-           f"(shutting each kernel after its notebook: {gb(s.shut_peak)});",
-           f"* CPU limit = the cores one kernel keeps busy alone (CPU s / wall s, rounded): **{s.cpu_limit:g}**; CPU "
-           f"guarantee = the heaviest notebook's CPU time ({s.heaviest}, {s.heaviest_cpu_s:.0f} s) / {wait_s:.0f} s, "
-           f"the longest a learner should wait for it when the whole class runs it at once: "
-           f"**{s.cpu_guarantee:g}**;",
-           f"* a server takes min(cores / CPU guarantee, (GB - {SYSTEM_RESERVE_GB}) / memory per learner) learners.",
-           "", "| server | learners, idle kernels culled | learners who leave every kernel open |",
-           "|---|---:|---:|"]
+           *memory_table(results, keep_open), ""]
+    if s is None:
+        out.append("**Sizing** is derived from a one-learner run with every kernel left open (`--learners 1 ...` "
+                   "without `--shut`); this run is not one, so it gives none.")
+        return "\n".join(out)
+    out += [f"**Sizing**, from the one-learner run by these rules; each peak includes the learner's idle JupyterLab "
+            f"server with the course's settings ({gb(s.server)}, measured in the same run{'' if s.server else ': not measured'}):",
+            "",
+            f"* memory limit per learner = {HEADROOM:.2f} x the peak of a learner who leaves every kernel open "
+            f"({gb(s.open_peak)}), rounded up: **{s.limit_gb} GB**;",
+            f"* memory guarantee per learner = {HEADROOM:.2f} x the peak while the previous notebook's kernel is "
+            f"still up and older ones were culled ({gb(s.culled_peak)}), rounded up: **{s.guarantee_gb} GB** "
+            f"(shutting each kernel after its notebook: {gb(s.shut_peak)});",
+            f"* CPU limit = the cores one kernel keeps busy alone (CPU s / wall s, rounded): **{s.cpu_limit:g}**; CPU "
+            f"guarantee = the heaviest notebook's CPU time ({s.heaviest}, {s.heaviest_cpu_s:.0f} s) / {wait_s:.0f} s, "
+            f"the longest a learner should wait for it when the whole class runs it at once: "
+            f"**{s.cpu_guarantee:g}**;",
+            f"* a server takes min(cores / CPU guarantee, (GB - {SYSTEM_RESERVE_GB}) / memory per learner) learners.",
+            "", "| server | learners, idle kernels culled | learners who leave every kernel open |",
+            "|---|---:|---:|"]
     for cores_, mem in SERVERS:
         out.append(f"| {cores_} cores, {mem} GB | {s.learners_on(cores_, mem, s.guarantee_gb)} "
                    f"| {s.learners_on(cores_, mem, s.limit_gb)} |")
@@ -537,12 +547,13 @@ def readme_block(s: Sizing, header: str) -> str:
 
 
 def report(results: dict[int, list[Learner]], keep_open: bool, load_before: float, wait_s: float,
-           server: int = 0) -> tuple[str, str]:
-    """(guide block, README block) as Markdown."""
+           server: int = 0) -> tuple[str, str | None]:
+    """(guide block, README block) as Markdown; the sizing and the README block need a
+    one-learner run with every kernel left open (None otherwise)."""
     cores = os.cpu_count() or 1
     header = machine_line(load_before, keep_open, [r.notebook for r in results[min(results)][0].runs])
-    s = sizing(results[min(results)], wait_s, cores, server)
-    return guide_block(results, s, keep_open, header, wait_s, cores), readme_block(s, header)
+    s = sizing(results[1], wait_s, cores, server) if keep_open and 1 in results else None
+    return guide_block(results, s, keep_open, header, wait_s, cores), s and readme_block(s, header)
 
 
 def versus_table(plain: Learner, tuned: Learner, setting: str) -> list[str]:
@@ -603,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.learners):
         parser.error("--learners takes class sizes of 1 or more")
+    if args.update_docs and (not args.keep_open or 1 not in args.learners):
+        parser.error("--update-docs rewrites the sizing, which comes from one learner who keeps every kernel open: "
+                     "include 1 in --learners and leave out --shut")
     if args.versus and (1 not in args.learners or "=" not in args.versus):
         parser.error("--versus takes NAME=VALUE and compares with the one-learner run: include 1 in --learners")
     paths = pick_notebooks(args.notebooks)
@@ -619,14 +633,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N={n}: {time.monotonic() - started:.0f} s, peak per learner {gb(worst)}", file=sys.stderr, flush=True)
     guide, readme = report(results, args.keep_open, load_before, args.wait, server)
     if extra:  # both blocks name it: the sizing depends on it
-        guide, readme = (block.replace(" 1-minute load", f" kernel environment {' '.join(args.env)}; 1-minute load", 1)
+        guide, readme = (block and block.replace(" 1-minute load", f" kernel environment {' '.join(args.env)}; 1-minute load", 1)
                          for block in (guide, readme))
     if args.versus:
         name, value = args.versus.split("=", 1)
         tuned = simulate(1, paths, args.keep_open, {**env, name: value}, args.interval, args.timeout)
         results[0] = tuned  # its failures count too
         guide += "\n\n" + "\n".join(versus_table(results[1][0], tuned[0], args.versus))
-    text = f"{guide}\n\n{readme}\n"
+    text = f"{guide}\n\n{readme}\n" if readme else f"{guide}\n"
     print(text)
     if args.markdown:
         args.markdown.write_text(text)

@@ -158,3 +158,18 @@ def test_readme_block_states_the_limits_the_load_test_reads():
     assert s.limit_gb == 3  # (2.4 + 0.1) x 1.10 = 2.75 GB, rounded up
     assert re.search(rf"memory:\n    guarantee: {s.guarantee_gb}G\n    limit: 3G\n", block)
     assert "tljh-config set limits.memory 3G" in block and f"limits.cpu {s.cpu_limit:g}" in block
+
+
+def test_only_a_one_learner_run_with_every_kernel_open_gives_a_sizing():
+    def learners(n: int) -> list:
+        return [given_learner([(0.9, 0.85), (1.5, 1.0)], [(10, 8), (120, 70)], peak=1.5) for _ in range(n)]
+
+    guide, readme = class_load.report({4: learners(4)}, keep_open=False, load_before=0.5, wait_s=180)
+    assert readme is None and "Learner 1 of 4, notebook after notebook** (N=4)" in guide
+    assert "this run is not one, so it gives none" in guide and "memory limit per learner" not in guide
+    guide, readme = class_load.report({1: learners(1)}, keep_open=False, load_before=0.5, wait_s=180)
+    assert readme is None and "memory limit per learner" not in guide  # kernels shut: no limit for open ones
+    guide, readme = class_load.report({1: learners(1), 2: learners(2)}, keep_open=True, load_before=0.5, wait_s=180)
+    assert "One learner, notebook after notebook** (N=1)" in guide and "limit: 2G" in readme  # 1.5 x 1.10
+    with pytest.raises(SystemExit):
+        class_load.main(["--learners", "4", "--update-docs"])
