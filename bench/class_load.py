@@ -464,6 +464,9 @@ def guide_block(results: dict[int, list[Learner]], s: Sizing | None, keep_open: 
     before = sum(t[0] for t in trims)
     after_gc = sum(t[1] for t in trims)
     after_trim = sum(t[2] for t in trims)
+    probed = (f"every kernel{'' if len(first) == 1 else ' of learner 1'}" if keep_open else
+              f"each kernel of learner 1 as its notebook ended, summed over its {len(trims)} kernels "
+              "(shut one after another, never all up at once)")
     out = [header, "",
            ("**One learner, notebook after notebook** (N=1)" if len(first) == 1 else
             f"**Learner 1 of {len(first)}, notebook after notebook** (N={len(first)})")
@@ -472,11 +475,8 @@ def guide_block(results: dict[int, list[Learner]], s: Sizing | None, keep_open: 
            "after `gc.collect()` and then glibc's `malloc_trim(0)`, and all the learner's live kernels together "
            + ("(every kernel left open, as JupyterLab does)." if keep_open else "(each kernel shut after its notebook)."),
            "", *notebook_table(first), "",
-           (f"`gc.collect()` then `malloc_trim(0)` on every kernel{'' if len(first) == 1 else ' of learner 1'}: "
-            f"{gb(before)} held before" if keep_open else
-            f"`gc.collect()` then `malloc_trim(0)` on each kernel of learner 1 as its notebook ended, summed over its "
-            f"{len(trims)} kernels (shut one after another, never all up at once): {gb(before)} before")
-           + f", {gb(after_gc)} after `gc.collect()`, {gb(after_trim)} after `malloc_trim(0)` "
+           f"`gc.collect()` then `malloc_trim(0)` on {probed}: {gb(before)} {'held ' if keep_open else ''}before, "
+           f"{gb(after_gc)} after `gc.collect()`, {gb(after_trim)} after `malloc_trim(0)` "
            f"({(before - after_trim) / max(before, 1):.0%} handed back)." if trims else "",
            "",
            f"**N learners on these {cores} cores**, every learner starting each notebook at the same moment (the "

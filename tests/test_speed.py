@@ -40,11 +40,12 @@ def test_fast_model_sets_eval_and_channels_last():
     torch.manual_seed(0)
     model = torchvision.models.resnet18()
     model.train()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and not any(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     same = fast_model(model)
     assert same is model  # in place, as `model = fast_model(model)` reads
     assert not model.training
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
 
 
 def test_fast_model_keeps_outputs(models, image):
