@@ -24,7 +24,7 @@ UV_INDEXES = $(addprefix --index-url ,$(or $(PIP_INDEX_URL),$(call pip_config,in
 UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --index-strategy unsafe-best-match \
 	--override overrides.txt $(UV_INDEXES) $(if $(TORCH),--torch-backend $(TORCH))
 
-.PHONY: setup lab test test-python learner handouts times doctor
+.PHONY: setup lab test test-python test-fast learner handouts times doctor
 # `make setup PYTHON=python3.13` on a venv of another Python makes the venv anew.
 setup:
 	@if [ "$(origin PYTHON)" = "command line" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c "$(PY_VERSION)")" != "$$($(PYTHON_EXE) -c "$(PY_VERSION)")" ]; then \
@@ -43,25 +43,34 @@ $(READY): pyproject.toml overrides.txt
 lab: $(READY)
 	$(BIN)/python -m captum_course lab
 
-# Unit tests, then every notebook twice: as a machine without internet runs it
-# (offline fallback model, real weights) and on the ResNet18 code path; then the
-# learner copies (solutions removed) of both editions offline. The offline run is the Chinese
-# edition's (notebooks/zh-CN): its code cells are the English ones byte for byte, which
-# tests/test_translations.py checks first, so one run covers the code of both editions.
+# The unit tests, then the notebooks: every one on the ResNet18 code path (a ResNet18 checkpoint
+# with random weights), and the learner copies (solutions removed) as a machine without internet
+# runs them (the offline fallback model, real weights). The learner copies run are the Chinese
+# edition's, written to a temporary folder: their code cells are the English ones byte for byte
+# (tests/test_translations.py), and the copies are the notebooks less their solution cells
+# (tests/test_handouts.py), so this one run executes the code of both editions offline. The
+# solution cells run offline in test-python and, for notebook 06, in tests/test_notebook_06.py.
+NBVAL = -m pytest --nbval-lax
 test: $(READY)
-	$(BIN)/python -m pytest tests
-	$(BIN)/python -m pytest --nbval-lax --notebook-model=offline notebooks/zh-CN
-	$(BIN)/python -m pytest --nbval-lax --notebook-model=resnet18-random notebooks --ignore=notebooks/zh-CN
-	$(BIN)/python -m captum_course learner --out learner
-	$(BIN)/python -m pytest --nbval-lax --notebook-model=offline learner
+	$(BIN)/python -m pytest tests --durations=15
+	$(BIN)/python $(NBVAL) --notebook-model=resnet18-random notebooks --ignore=notebooks/zh-CN
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		$(BIN)/python -m captum_course learner --out "$$tmp/learner" >/dev/null && \
+		echo "Learner copies in $$tmp/learner, offline:" && \
+		$(BIN)/python $(NBVAL) -p conftest --notebook-model=offline "$$tmp/learner/zh-CN"  # -p: conftest.py is not above /tmp
 
-# The unit tests and the notebooks (offline) on another Python, in its own venv:
+# The unit tests on another Python, in its own venv, and the notebooks (offline) there; the
+# browser, class and notebook-06 runs are once, in make test:
 #   make test-python PYTHON=python3.10
+# The fast loop while changing code: make test-fast (the unit tests less those runs).
+SLOW_TESTS = --ignore=tests/test_insights_browser.py --ignore=tests/test_class_load.py --ignore=tests/test_notebook_06.py
 test-python:
 	$(MAKE) setup VENV=.venv-$(notdir $(PYTHON)) PYTHON=$(PYTHON)
-	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests --ignore=tests/test_insights_browser.py \
-		--ignore=tests/test_class_load.py --ignore=tests/test_notebook_06.py  # browser, load and notebook runs: once, in make test
-	.venv-$(notdir $(PYTHON))/bin/python -m pytest --nbval-lax --notebook-model=offline notebooks --ignore=notebooks/zh-CN
+	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests $(SLOW_TESTS) --durations=15
+	.venv-$(notdir $(PYTHON))/bin/python $(NBVAL) --notebook-model=offline notebooks --ignore=notebooks/zh-CN
+
+test-fast: $(READY)
+	$(BIN)/python -m pytest tests $(SLOW_TESTS) -q
 
 # Instructors: learner copies without solutions (learner/, learner/zh-CN/), executed HTML
 # handouts (site/, site/zh-CN/: the Chinese pages take the English run's outputs),

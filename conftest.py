@@ -2,8 +2,9 @@
 
 offline:          no network (downloads go to a closed local port) and an empty torch hub
                   cache, exactly what a machine without internet sees: the fallback model.
-resnet18-random:  a ResNet18 checkpoint with random weights in a temporary TORCH_HOME, so
-                  the notebooks take the ResNet18 code path (predictions are meaningless).
+resnet18-random:  the same, plus a ResNet18 checkpoint with random weights in the temporary
+                  TORCH_HOME, so the notebooks take the ResNet18 code path (predictions are
+                  meaningless).
 """
 import os
 import shutil
@@ -23,16 +24,12 @@ def pytest_configure(config):
     mode = config.getoption("--notebook-model")
     if mode is None:
         return
+    from captum_course.jupyter import offline_env
+
     torch_home = tempfile.mkdtemp(prefix="torch-home-")
     _tmp_dirs.append(torch_home)
-    os.environ["TORCH_HOME"] = torch_home  # inherited by the notebook kernels
-    os.environ["MPLBACKEND"] = "agg"
-    if mode == "offline":
-        os.environ["CAPTUM_HELPERS_MODEL"] = "auto"
-        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-            os.environ[var] = "http://127.0.0.1:9"  # the discard port: nothing answers
-        os.environ["no_proxy"] = os.environ["NO_PROXY"] = ""
-    else:
+    os.environ.update(offline_env(torch_home))  # inherited by the notebook kernels
+    if mode == "resnet18-random":
         import torch
         import torchvision
         from captum_helpers.models import RESNET18_URL

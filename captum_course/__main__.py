@@ -31,12 +31,15 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _learner(args: argparse.Namespace) -> int:
-    """Write learner copies of the notebooks: cells tagged `solution` removed, outputs cleared."""
+    """Write learner copies of the notebooks: cells tagged `solution` removed, outputs cleared; a copy you changed is kept."""
     from .handouts import NOTEBOOKS_DIR, ROOT, build_learner_copies
 
     out, notebooks = args.out or ROOT / "learner", args.notebooks or NOTEBOOKS_DIR
-    for path, removed in build_learner_copies(out, notebooks).items():
-        print(f"{path} ({removed} solution cell{'s' if removed != 1 else ''} removed)")
+    for path, copy in build_learner_copies(out, notebooks).items():
+        if copy.status == "kept":
+            print(f"{path}: kept as it is, it has your changes; the new copy is {copy.beside.name}")
+        else:
+            print(f"{path} ({copy.removed} solution cell{'s' if copy.removed != 1 else ''} removed, {copy.status})")
     return 0
 
 
@@ -71,13 +74,23 @@ def _insights(args: argparse.Namespace) -> int:
     return run_standalone(host=args.host, port=args.port, model_name=args.model)
 
 
+def _model_name(name: str) -> str:
+    """A name ``load_model`` takes; read only when ``--model`` is given (the list imports torch)."""
+    from captum_helpers.models import MODEL_NAMES
+
+    if name not in MODEL_NAMES:
+        raise argparse.ArgumentTypeError(f"{name!r}: choose one of {', '.join(MODEL_NAMES)}")
+    return name
+
+
 def _add_insights_command(sub: argparse._SubParsersAction) -> None:
     cmd = sub.add_parser("insights", help=_insights.__doc__, description=_insights.__doc__)
     cmd.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every network)")
     cmd.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
-    cmd.add_argument("--model", choices=["auto", "resnet18", "efficientnet_lite0"], default=None,
-                     help="classifier, as for load_model (default: $CAPTUM_HELPERS_MODEL or auto)")
+    cmd.add_argument("--model", type=_model_name, default=None,
+                     help="classifier, as for load_model: auto, resnet18 or efficientnet_lite0 "
+                          "(default: $CAPTUM_HELPERS_MODEL or auto)")
     cmd.set_defaults(func=_insights)
 
 

@@ -14,7 +14,9 @@ computing everything twice.
 """
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import os
 import re
 import shutil
@@ -36,6 +38,7 @@ from captum_helpers.assets import course_root
 ROOT = course_root()
 NOTEBOOKS_DIR = ROOT / "notebooks"
 SOLUTION_TAG = "solution"
+LEARNER_KEY = "captum_course"  # notebook metadata of a learner copy
 TRANSLATIONS = {"zh-CN": "中文"}  # subfolder of notebooks/ -> the name of its language, in it
 CELL_TIMEOUT_S = 600  # the slowest cell (Occlusion on ResNet18) takes about a minute on 2 cores
 
@@ -91,13 +94,56 @@ def link_photos(out: str | Path, notebooks_dir: str | Path) -> None:
         shutil.copytree(photos, wanted)
 
 
+class LearnerCopy(NamedTuple):
+    """What regenerating one learner copy did."""
+    removed: int  # solution cells left out
+    status: str  # "written", "up to date", or "kept": the learner had changed it
+    beside: Path | None = None  # where the new copy went instead, when the learner's was kept
+
+
+def sources_digest(nb: nbformat.NotebookNode) -> str:
+    """A fingerprint of what a learner writes: every cell's type and source, in order."""
+    return hashlib.sha256(json.dumps([[c.cell_type, c.source] for c in nb.cells]).encode()).hexdigest()
+
+
+def learner_changed(path: Path) -> bool:
+    """Whether the learner copy at ``path`` holds cells other than those it was written with.
+
+    Each copy records the fingerprint of its cells when it is written (notebook metadata
+    ``captum_course.written``); running cells changes outputs only, which do not count. A file
+    without the record, or one that does not read as a notebook, counts as changed.
+    """
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001: whatever is there is the learner's
+        return True
+    return nb.metadata.get(LEARNER_KEY, {}).get("written") != sources_digest(nb)
+
+
+def write_learner_copy(copy: nbformat.NotebookNode, target: Path) -> tuple[str, Path | None]:
+    """Write ``copy`` to ``target`` unless that would lose a learner's edits: (status, beside)."""
+    copy.metadata[LEARNER_KEY] = {"written": sources_digest(copy)}
+    if target.exists():
+        if learner_changed(target):
+            beside = target.with_name(f"{target.stem}.new.ipynb")
+            if not beside.exists() or not learner_changed(beside):
+                nbformat.write(copy, beside)
+            return "kept", beside
+        if sources_digest(nbformat.read(target, as_version=4)) == sources_digest(copy):
+            return "up to date", None  # the same cells: the learner's outputs stay
+    nbformat.write(copy, target)
+    return "written", None
+
+
 def build_learner_copies(
     out: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR, editions: bool = True
-) -> dict[Path, int]:
-    """Write a learner copy of every notebook into ``out``; return {written path: solutions removed}.
+) -> dict[Path, LearnerCopy]:
+    """Write a learner copy of every notebook into ``out``; return {path: what was done}.
 
     Put ``out`` beside ``notebooks_dir`` (same depth) so the notebooks' ``../img/...`` paths work.
     With ``editions``, each translation (``notebooks_dir/zh-CN``) goes to the same subfolder of ``out``.
+    Running it again never overwrites a copy the learner changed: theirs stays, and the course's
+    new copy is written beside it as ``NAME.new.ipynb``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,8 +152,7 @@ def build_learner_copies(
     for path in course_notebooks(notebooks_dir):
         copy, removed = learner_notebook(nbformat.read(path, as_version=4))
         target = out / path.name
-        nbformat.write(copy, target)
-        written[target] = removed
+        written[target] = LearnerCopy(removed, *write_learner_copy(copy, target))
     for code, folder in (translations(notebooks_dir) if editions else {}).items():
         written.update(build_learner_copies(out / code, folder, editions=False))
     return written
@@ -130,7 +175,7 @@ def execute_notebook(
         executor.preprocess(nb, {"metadata": {"path": str(path.parent)}})
         error = None
     except (CellExecutionError, TimeoutError, RuntimeError) as err:  # a cell's error, a timeout, a dead kernel
-        error = _first_line(err)
+        error = first_line(err)
     return Executed(path, nb, time.perf_counter() - start, error)
 
 
@@ -209,22 +254,21 @@ def notebook_title(nb: nbformat.NotebookNode, default: str) -> str:
     return default
 
 
-INDEX_TEXT = {
-    "en": {
-        "title": "Model understanding with Captum", "page": "Model understanding with Captum: notebooks",
-        "columns": ("notebook", "title", "run time", "status"),
-        "executed": "The course notebooks, executed {when}", "model": " with the model {models}",
-        "read": ". Read ahead or catch up here; run them yourself in JupyterLab.",
-        "ok": "ran without errors", "failed": "failed: {error}", "name": "English",
-    },
-    "zh-CN": {
-        "title": "使用 Captum 理解模型", "page": "使用 Captum 理解模型：课程笔记本",
-        "columns": ("笔记本", "标题", "运行时间", "状态"),
-        "executed": "课程笔记本，运行于 {when}", "model": "，使用的模型：{models}",
-        "read": "。可以在这里预习或补课，也可以在 JupyterLab 中自己运行。",
-        "ok": "运行无错误", "failed": "失败：{error}", "name": "中文",
-    },
+LANGUAGES = ("en", "zh-CN")
+# The index page's words, each key with its English and its Chinese, side by side.
+INDEX_WORDS = {
+    "title": ("Model understanding with Captum", "使用 Captum 理解模型"),
+    "page": ("Model understanding with Captum: notebooks", "使用 Captum 理解模型：课程笔记本"),
+    "columns": (("notebook", "title", "run time", "status"), ("笔记本", "标题", "运行时间", "状态")),
+    "executed": ("The course notebooks, executed {when}", "课程笔记本，运行于 {when}"),
+    "model": (" with the model {models}", "，使用的模型：{models}"),
+    "read": (". Read ahead or catch up here; run them yourself in JupyterLab.",
+             "。可以在这里预习或补课，也可以在 JupyterLab 中自己运行。"),
+    "ok": ("ran without errors", "运行无错误"),
+    "failed": ("failed: {error}", "失败：{error}"),
+    "name": ("English", "中文"),
 }
+INDEX_TEXT = {language: {key: words[i] for key, words in INDEX_WORDS.items()} for i, language in enumerate(LANGUAGES)}
 
 
 def index_page(runs: list[Executed], language: str = "en", switch: list[tuple[str, str]] = ()) -> str:
@@ -260,7 +304,7 @@ def index_page(runs: list[Executed], language: str = "en", switch: list[tuple[st
     )
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     """The exception a cell raised (``ZeroDivisionError: division by zero``), or the error's first line."""
     if getattr(err, "ename", None):
         return f"{err.ename}: {err.evalue}"[:200]

@@ -3,20 +3,28 @@
 Plain ``jupyter lab`` stops as root ("Running as root is not recommended"), and on a machine
 without a display or browser it leaves the user to find the URL in its log. This command says
 which model the notebooks will use, adds ``--allow-root`` only for root, and prints the URL
-with its token and, where no browser can open it, how to reach it from a laptop over SSH.
+with its token once the server answers on it and, where no browser can open it, how to reach
+it from a laptop over SSH.
 """
 from __future__ import annotations
 
 import getpass
 import os
 import secrets
+import signal
 import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import webbrowser
 from pathlib import Path
 
+from .jupyter import server_command
+
 FIRST_PORT = 8888  # Jupyter's usual port; the next free one is taken when it is busy
-SERVER_CONFIG = Path(__file__).with_name("jupyter_server_config.py")
+START_TIMEOUT_S = 300  # JupyterLab's first start on a slow laptop
 
 
 def free_port(first: int = FIRST_PORT, tries: int = 50) -> int:
@@ -46,19 +54,11 @@ def has_browser() -> bool:
 
 def lab_command(notebooks: Path, port: int, extra: list[str] = ()) -> list[str]:
     """The ``jupyter lab`` command line for ``notebooks`` on ``port`` for this user and machine."""
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1"]
-    if SERVER_CONFIG.is_file():
-        cmd.append(f"--config={SERVER_CONFIG}")
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")  # containers and cloud shells: root is the only user there
-    if not has_browser():
-        cmd.append("--no-browser")
-    return cmd + list(extra)
+    return server_command("lab", notebooks, port, browser=has_browser(), extra=extra)
 
 
 def how_to_reach(url: str, port: int) -> str:
-    """What to print before the server starts: the URL, and the SSH tunnel where no browser is."""
+    """What to print once the server answers: the URL, and the SSH tunnel where no browser is."""
     lines = [f"JupyterLab: {url}", "Stop it with Ctrl-C in this terminal (twice, or once and answer y)."]
     if not has_browser() or os.environ.get("SSH_CONNECTION"):
         host = socket.gethostname()
@@ -67,8 +67,22 @@ def how_to_reach(url: str, port: int) -> str:
     return "\n".join(lines)
 
 
+def wait_until_answers(url: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> bool:
+    """Poll ``url`` until the server answers; False when it exits or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered, if only to say no
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    return False
+
+
 def run_lab(port: int | None = None, extra: list[str] = ()) -> int:
-    """Print the model summary and how to reach the server, then become ``jupyter lab``."""
+    """Print the model summary, start ``jupyter lab`` and, once it answers, how to reach it."""
     from captum_helpers.assets import course_root
 
     from .doctor import summary
@@ -76,7 +90,12 @@ def run_lab(port: int | None = None, extra: list[str] = ()) -> int:
     print(summary(), flush=True)
     port = port or free_port()
     token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
-    print(how_to_reach(f"http://127.0.0.1:{port}/lab?token={token}", port), flush=True)
     env = {**os.environ, "JUPYTER_TOKEN": token}  # the environment, not argv, which `ps` shows to everyone
-    cmd = lab_command(course_root() / "notebooks", port, extra)
-    os.execve(cmd[0], cmd, env)  # Ctrl-C and SIGTERM go straight to Jupyter
+    proc = subprocess.Popen(lab_command(course_root() / "notebooks", port, extra), env=env)
+    # Ctrl-C reaches Jupyter too (one process group), which asks whether to stop; a plain
+    # `kill` of this process is passed on to it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    if wait_until_answers(f"http://127.0.0.1:{port}/api/status?token={token}", proc):
+        print(how_to_reach(f"http://127.0.0.1:{port}/lab?token={token}", port), flush=True)
+    return proc.wait()

@@ -13,13 +13,14 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from captum_course import jupyter
 
 CHROMIUM_ENV = "CAPTUM_HELPERS_CHROMIUM"  # path of another Chromium or Chrome to use
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -78,16 +79,9 @@ def free_port() -> int:
 
 
 def offline_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for a Jupyter server and its kernels: no network, the CI model, and
+    """Environment for a Jupyter server and its kernels: a machine without internet, with
     Jupyter's and IPython's files in ``tmp_path`` instead of the home folder."""
-    env = dict(os.environ)
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        env[var] = "http://127.0.0.1:9"  # the discard port: any download fails at once
-    env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"  # the browser and proxy stay local
-    env["CAPTUM_HELPERS_MODEL"] = "efficientnet_lite0"
-    env["TORCH_HOME"] = str(tmp_path / "torch-home")
-    env["MPLBACKEND"] = "agg"
-    env.pop("JUPYTERHUB_SERVICE_PREFIX", None)
+    env = jupyter.offline_env(tmp_path / "torch-home")
     for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
                      ("JUPYTER_DATA_DIR", "data"), ("IPYTHONDIR", "ipython")]:
         env[var] = str(tmp_path / "jupyter" / sub)
@@ -107,24 +101,12 @@ class JupyterServer:
         self.port = free_port()
         self.base_url = base_url
         self.log_path = tmp_path / f"jupyter-{app}.log"
-        module = {"lab": "jupyterlab", "notebook": "notebook", "nbclassic": "nbclassic", "server": "jupyter_server"}[app]
-        self.command = [
-            "timeout", "--kill-after=10", str(SERVER_LIFETIME_S),
-            sys.executable, "-m", module, "--no-browser",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root_dir}",
-            f"--ServerApp.base_url={base_url}",
-        ]
-        if os.geteuid() == 0:  # CI containers run as root; Jupyter refuses that unless told
-            self.command.append("--ServerApp.allow_root=True")
+        extra = [f"--ServerApp.base_url={base_url}"]
         if app == "lab":
-            self.command += [
-                # no news feed, update check or extension index: nothing may go online
-                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                "--LabApp.extension_manager=readonly",
-                f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-                f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-            ]
+            extra += ["--LabApp.extension_manager=readonly", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+                      f"--LabApp.user_settings_dir={tmp_path / 'settings'}"]
+        self.command = ["timeout", "--kill-after=10", str(SERVER_LIFETIME_S),
+                        *jupyter.server_command(app, root_dir, self.port, config=False, extra=extra)]
         self.env = offline_env(tmp_path)
         self.process: subprocess.Popen | None = None
 
@@ -133,7 +115,8 @@ class JupyterServer:
 
     def start(self) -> JupyterServer:
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        env = {**self.env, "JUPYTER_TOKEN": self.token}  # not on the command line, where `ps` shows it
+        self.process = subprocess.Popen(self.command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

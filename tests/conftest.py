@@ -14,7 +14,9 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 import torch
 import torchvision
 
@@ -168,3 +170,22 @@ def insights_server():
         watchdog.cancel()
         handle.stop()
         assert not handle.running, f"{handle} did not stop"
+
+
+@pytest.fixture
+def tiny_course(tmp_path):
+    """notebooks/ with one notebook that reads ../data/answer.txt and one that fails."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "answer.txt").write_text("forty-two")
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# Reading the answer\n\nFrom a file beside the notebooks."),
+        new_code_cell("print('Model: tiny (made by the test)')\nopen('../data/answer.txt').read().upper()"),
+    ]), folder / "01_answer.ipynb")
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# Dividing by zero"),
+        new_code_cell("1 / 0"),
+        new_code_cell("print('never runs')"),
+    ]), folder / "02_broken.ipynb")
+    return folder

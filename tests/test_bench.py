@@ -1,4 +1,5 @@
-"""bench/attributions.py: its report from given numbers, and one real smoke run end to end."""
+"""bench/attributions.py: its report from given numbers, and one real smoke run end to end; and
+bench/notebook_times.py on a tiny course."""
 import importlib.util
 import re
 import subprocess
@@ -87,3 +88,15 @@ def test_quick_smoke_run_writes_the_report(tmp_path):
                          text, re.M), name
     assert re.search(r"^\| all three \| baseline / suite \| \| [\d.]+ s / [\d.]+ s \| \| \| [\d.]+x \|", text, re.M)
     assert "smoke run (--quick)" in text and "PASS" not in text
+
+
+def test_notebook_times_prints_seconds_model_and_memory_per_notebook(tiny_course):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "notebook_times.py"),
+                           str(tiny_course / "01_answer.ipynb"), str(tiny_course / "02_broken.ipynb")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # 02_broken fails
+    out = proc.stdout
+    assert "| notebook | model | seconds | kernel peak memory | status |" in out
+    assert re.search(r"\| 01_answer \| tiny \| \d+ \| \d+\.\d GB \| ok \|", out), out
+    assert re.search(r"\| 02_broken \| - \| \d+ \| - \| FAILED: ZeroDivisionError: division by zero \|", out), out
+    assert re.search(r"\| \*\*total\*\* \| \| \*\*\d+\*\* \|", out), out

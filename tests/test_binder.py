@@ -16,6 +16,7 @@ except ModuleNotFoundError:  # Python 3.10
 from pathlib import Path
 
 import pytest
+from jupyter_core.paths import jupyter_config_path
 
 ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"
@@ -123,3 +124,20 @@ def test_readme_hub_config_uses_the_image_torch_home():
     assert "mybinder.org/badge_logo.svg" in readme
     assert "TORCH_HOME: /srv/conda/envs/notebook/share/torch" in readme
     assert 'TORCH_HOME="${NB_PYTHON_PREFIX}/share/torch"' in (BINDER / "postBuild").read_text()
+
+
+def test_postbuild_installs_the_server_config_where_jupyter_reads_it(tmp_path):
+    prefix = tmp_path / "prefix"
+    (prefix / "etc" / "jupyter").mkdir(parents=True)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "python").write_text("#!/bin/sh\nexit 0\n")
+    (stubs / "python").chmod(0o755)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "NB_PYTHON_PREFIX": str(prefix), "HOME": str(tmp_path)}
+    proc = subprocess.run([str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installed = prefix / "etc" / "jupyter" / "jupyter_server_config.py"
+    assert installed.read_text() == (ROOT / "captum_course" / "jupyter_server_config.py").read_text()
+    # the environment's etc/jupyter is on Jupyter's own config path (sys.prefix is NB_PYTHON_PREFIX there)
+    assert str(Path(sys.prefix) / "etc" / "jupyter") in jupyter_config_path()

@@ -1,9 +1,12 @@
 """The README's first command, `make lab`: JupyterLab on the notebooks as root or as a normal
-user, without a browser, with the model named first and a URL that opens."""
+user, without a browser, with the model named first and a URL that opens when printed; and the
+course's Jupyter server settings, which cull idle kernels and show the memory meter."""
+import asyncio
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,18 +16,21 @@ from pathlib import Path
 
 import pytest
 
+from browser import JupyterServer
 from captum_course import lab
+from captum_course.jupyter import SERVER_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)  # the venv running these tests: `make lab` uses the same one
+GB = 1024**3
 START_TIMEOUT_S = 180  # torch's import for the model line, then Jupyter's start, on a busy machine
 
 
 def test_root_gets_allow_root_and_a_normal_user_does_not(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert "--allow-root" in lab.lab_command(ROOT / "notebooks", 8888)
+    assert "--ServerApp.allow_root=True" in lab.lab_command(ROOT / "notebooks", 8888)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert "--allow-root" not in lab.lab_command(ROOT / "notebooks", 8888)
+    assert "--ServerApp.allow_root=True" not in lab.lab_command(ROOT / "notebooks", 8888)
 
 
 def test_without_a_display_no_browser_is_opened_and_ssh_is_explained(monkeypatch):
@@ -39,8 +45,6 @@ def test_without_a_display_no_browser_is_opened_and_ssh_is_explained(monkeypatch
 
 
 def test_a_busy_port_is_skipped():
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -70,13 +74,15 @@ def test_make_lab_serves_the_notebooks(tmp_path, no_proxy):
         assert any(line.startswith("Notebooks will use ") for line in lines[: lines.index(f"JupyterLab: {url}")])
         assert any("ssh -N -L" in line for line in lines), lines  # no browser here
         base, token = url.split("/lab?token=")
-        contents = _wait_for_json(f"{base}/api/contents?token={token}", proc, lines)
-        names = [item["name"] for item in contents["content"]]
+        # printed once the server answers: the first request works, with no retry
+        with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=10) as response:
+            names = [item["name"] for item in json.load(response)["content"]]
         assert "00_introduction.ipynb" in names, names
         with urllib.request.urlopen(url, timeout=10) as page:
             assert page.status == 200 and "JupyterLab" in page.read().decode()
         with pytest.raises(urllib.error.HTTPError, match="403"):  # the token is required
             urllib.request.urlopen(f"{base}/api/contents", timeout=10)
+        port = int(base.rsplit(":", 1)[1])
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # what Ctrl-C's confirmation or `kill` does
         try:
@@ -85,7 +91,12 @@ def test_make_lab_serves_the_notebooks(tmp_path, no_proxy):
             watchdog.cancel()
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode is not None
+    # a clean stop: nothing of the group is left, and nothing listens on the port any more
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 def _wait_for_url(proc: subprocess.Popen, lines: list[str]) -> str:
@@ -99,13 +110,44 @@ def _wait_for_url(proc: subprocess.Popen, lines: list[str]) -> str:
     pytest.fail("make lab printed no URL:\n" + "\n".join(lines))
 
 
-def _wait_for_json(url: str, proc: subprocess.Popen, lines: list[str]) -> dict:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the server stopped:\n" + "\n".join(lines)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return json.load(response)
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.5)
-    pytest.fail("JupyterLab did not answer:\n" + "\n".join(lines))
+async def _wait_until_culled(server: JupyterServer, timeout: float) -> tuple[int, bool]:
+    """Start a kernel, keep a tab's connection to it open, and wait for the server to cull it.
+
+    Returns (the connections the kernel had, whether it was culled)."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    http = AsyncHTTPClient()
+    auth = {"Authorization": f"token {server.token}"}
+    reply = await http.fetch(HTTPRequest(server.url("api/kernels"), method="POST", body="{}", headers=auth))
+    kernel_id = json.loads(reply.body)["id"]
+    url = server.url(f"api/kernels/{kernel_id}/channels").replace("http://", "ws://")
+    tab = await websocket_connect(HTTPRequest(url, headers=auth))
+    connections = 0
+    try:
+        for _ in range(int(timeout / 0.5)):
+            kernels = json.loads((await http.fetch(HTTPRequest(server.url("api/kernels"), headers=auth))).body)
+            mine = [k for k in kernels if k["id"] == kernel_id]
+            if not mine:
+                return connections, True
+            connections = max(connections, mine[0]["connections"])
+            await asyncio.sleep(0.5)
+        return connections, False
+    finally:
+        tab.close()
+
+
+def test_server_config_culls_an_idle_kernel_even_with_its_tab_open_and_shows_cpu(tmp_path):
+    server = JupyterServer("server", ROOT / "notebooks", tmp_path)
+    # the course's settings, with the idle time shortened for the test (the command line wins)
+    server.command += [f"--config={SERVER_CONFIG}", "--MappingKernelManager.cull_idle_timeout=3",
+                       "--MappingKernelManager.cull_interval=1"]
+    server.env["MEM_LIMIT"] = str(64 * GB)  # what a hub's spawner sets
+    with server:
+        connections, culled = asyncio.run(_wait_until_culled(server, timeout=60))
+        assert connections >= 1  # the tab was connected while the kernel sat idle
+        assert culled, server.log_text()[-2000:]
+        with urllib.request.urlopen(server.url(f"api/metrics/v1?token={server.token}"), timeout=10) as response:
+            metrics = json.load(response)
+    assert metrics["limits"]["memory"]["rss"] == 64 * GB and metrics["limits"]["memory"]["warn"] is False
+    assert "cpu_percent" in metrics  # the meter shows CPU beside memory (track_cpu_percent)
