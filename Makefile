@@ -21,7 +21,7 @@ pip_config = $(shell $(PYTHON_EXE) -m pip config get global.$(1) 2>/dev/null)
 UV_INDEXES = $(addprefix --index-url ,$(or $(PIP_INDEX_URL),$(call pip_config,index-url))) \
 	$(addprefix --extra-index-url ,$(or $(PIP_EXTRA_INDEX_URL),$(call pip_config,extra-index-url))) \
 	$(addprefix --find-links ,$(or $(PIP_FIND_LINKS),$(call pip_config,find-links)))
-UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --index-strategy unsafe-best-match \
+UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match \
 	--override overrides.txt $(UV_INDEXES) $(if $(TORCH),--torch-backend $(TORCH))
 
 .PHONY: setup lab test test-python test-fast learner handouts times doctor
