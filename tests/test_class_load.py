@@ -21,7 +21,7 @@ _spec.loader.exec_module(class_load)
 
 GB = 1024**3
 LOAD_LEARNERS = 2  # on CI's 2 cores, one thread each, as the README's hub settings give every kernel
-LOAD_NOTEBOOKS = ["02"]  # Integrated Gradients: the attribution notebook with the largest kernel in the named run
+LOAD_NOTEBOOKS = ["04"]  # Layer GradCAM: an attribution notebook that runs in seconds, so that CI stays short
 HEADROOM = 1.25  # a kernel may peak this much above the named run's figure before the sizing is stale
 
 

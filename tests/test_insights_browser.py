@@ -1,5 +1,7 @@
 """Captum Insights in a real headless Chromium: the served page, notebook 05 run inside
-JupyterLab and Notebook 7, and the page behind jupyter-server-proxy as on JupyterHub.
+JupyterLab 4 (the full notebook, whose solutions open more explorers), Notebook 7 and the classic
+Notebook (the learner copy, what a class opens), and the page behind jupyter-server-proxy as on
+JupyterHub.
 
 Needs Debian's ``chromium`` and the ``playwright`` package (see tests/browser.py); without
 them these tests skip locally and fail under CI=true. Nothing here reaches the internet.
@@ -11,9 +13,11 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from browser import JupyterServer, launch_chromium, skip_or_fail
+from captum_course.handouts import learner_notebook
 from captum_course.insights import build_visualizer
 from captum_helpers import categories, photo_label, photo_paths
 
@@ -92,14 +96,12 @@ def test_page_filters_by_class_and_reports_refused_settings(page, insights):
     expect(page.get_by_text("CAPTUM INSIGHTS", exact=False)).to_be_visible()  # the page is still there
 
 
-@pytest.mark.parametrize("app, path", [("lab", "lab/tree/notebooks/"), ("notebook", "notebooks/notebooks/")],
+@pytest.mark.parametrize("app, path, learner", [("lab", "lab/tree/notebooks/", False),
+                                               ("notebook", "notebooks/notebooks/", True)],
                          ids=["jupyterlab-4", "notebook-7"])
-def test_notebook_05_run_all_shows_insights_and_fetches(page, tmp_path, app, path):
+def test_notebook_05_run_all_shows_insights_and_fetches(page, tmp_path, app, path, learner):
     """Start JupyterLab or Notebook 7, open notebook 05, Run All Cells, use Insights in the output."""
-    notebooks = tmp_path / "course" / "notebooks"
-    notebooks.mkdir(parents=True)
-    shutil.copy(NOTEBOOK, notebooks)  # the browser's kernel writes outputs; keep the repo's copy clean
-    (tmp_path / "course" / "img").symlink_to(ROOT / "img")
+    notebook = _course(tmp_path, learner)
     with JupyterServer(app, root_dir=tmp_path / "course", tmp_path=tmp_path) as lab:
         page.goto(lab.url(f"{path}{NOTEBOOK.name}?token={lab.token}"))
         lab.wait_for_kernel()
@@ -107,7 +109,7 @@ def test_notebook_05_run_all_shows_insights_and_fetches(page, tmp_path, app, pat
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
         iframe = page.locator(".jp-OutputArea-output iframe")
-        expect(iframe).to_have_count(_open_insights_calls(NOTEBOOK), timeout=180_000)  # solutions open more
+        expect(iframe).to_have_count(_open_insights_calls(notebook), timeout=180_000)  # solutions open more
         iframe.first.scroll_into_view_if_needed()
         frame = page.frame_locator(".jp-OutputArea-output iframe").first
         expect(frame.get_by_text("Instance Attribution")).to_be_visible(timeout=60_000)
@@ -117,11 +119,8 @@ def test_notebook_05_run_all_shows_insights_and_fetches(page, tmp_path, app, pat
 
 
 def test_notebook_05_run_all_in_the_classic_notebook(page, tmp_path):
-    """The same in the classic Notebook (nbclassic): its own menus and output areas."""
-    notebooks = tmp_path / "course" / "notebooks"
-    notebooks.mkdir(parents=True)
-    shutil.copy(NOTEBOOK, notebooks)
-    (tmp_path / "course" / "img").symlink_to(ROOT / "img")
+    """The same in the classic Notebook (nbclassic), on the learner copy: its own menus and output areas."""
+    notebook = _course(tmp_path, learner=True)
     with JupyterServer("nbclassic", root_dir=tmp_path / "course", tmp_path=tmp_path) as classic:
         page.goto(classic.url(f"nbclassic/notebooks/notebooks/{NOTEBOOK.name}?token={classic.token}"))
         classic.wait_for_kernel()
@@ -130,7 +129,7 @@ def test_notebook_05_run_all_in_the_classic_notebook(page, tmp_path):
         page.locator("#run_all_cells a").click()
 
         iframe = page.locator(".output_area iframe")
-        expect(iframe).to_have_count(_open_insights_calls(NOTEBOOK), timeout=180_000)
+        expect(iframe).to_have_count(_open_insights_calls(notebook), timeout=180_000)
         iframe.first.scroll_into_view_if_needed()
         frame = page.frame_locator(".output_area iframe").first
         expect(frame.get_by_text("Instance Attribution")).to_be_visible(timeout=60_000)
@@ -143,6 +142,19 @@ def _open_insights_calls(path):
     cells = json.loads(path.read_text())["cells"]
     return sum(len(re.findall(r"^\w+ = open_insights\(", "".join(c["source"]), re.M))
                for c in cells if c["cell_type"] == "code")
+
+
+def _course(tmp_path, learner: bool) -> Path:
+    """A course folder in ``tmp_path`` with notebook 05, or its learner copy, and the photos; the
+    browser's kernel writes outputs there, never into the repository."""
+    notebooks = tmp_path / "course" / "notebooks"
+    notebooks.mkdir(parents=True)
+    if learner:
+        nbformat.write(learner_notebook(nbformat.read(NOTEBOOK, as_version=4))[0], notebooks / NOTEBOOK.name)
+    else:
+        shutil.copy(NOTEBOOK, notebooks)
+    (tmp_path / "course" / "img").symlink_to(ROOT / "img")
+    return notebooks / NOTEBOOK.name
 
 
 def test_behind_jupyter_server_proxy_as_on_jupyterhub(page, insights, tmp_path, monkeypatch):
