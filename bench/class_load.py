@@ -43,8 +43,8 @@ from nbclient import NotebookClient
 
 from captum_course.doctor import cpu_name
 from captum_course.handouts import first_line, model_in_use
-from captum_course.jupyter import server_command
-from captum_course.lab import free_port, wait_until_answers
+from captum_course.jupyter import server_command, wait_until_answers
+from captum_course.lab import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"

@@ -106,30 +106,36 @@ def sources_digest(nb: nbformat.NotebookNode) -> str:
     return hashlib.sha256(json.dumps([[c.cell_type, c.source] for c in nb.cells]).encode()).hexdigest()
 
 
-def learner_changed(path: Path) -> bool:
-    """Whether the learner copy at ``path`` holds cells other than those it was written with.
+def _read(path: Path) -> nbformat.NotebookNode | None:
+    """The notebook at ``path``, or None when what is there does not read as one."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001: whatever is there is the learner's
+        return None
+
+
+def learner_changed(nb: nbformat.NotebookNode | None) -> bool:
+    """Whether a learner copy holds cells other than those it was written with.
 
     Each copy records the fingerprint of its cells when it is written (notebook metadata
     ``captum_course.written``); running cells changes outputs only, which do not count. A file
-    without the record, or one that does not read as a notebook, counts as changed.
+    without the record, or one that does not read as a notebook (None), counts as changed.
     """
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001: whatever is there is the learner's
-        return True
-    return nb.metadata.get(LEARNER_KEY, {}).get("written") != sources_digest(nb)
+    return nb is None or nb.metadata.get(LEARNER_KEY, {}).get("written") != sources_digest(nb)
 
 
 def write_learner_copy(copy: nbformat.NotebookNode, target: Path) -> tuple[str, Path | None]:
     """Write ``copy`` to ``target`` unless that would lose a learner's edits: (status, beside)."""
-    copy.metadata[LEARNER_KEY] = {"written": sources_digest(copy)}
+    digest = sources_digest(copy)
+    copy.metadata[LEARNER_KEY] = {"written": digest}
     if target.exists():
-        if learner_changed(target):
+        there = _read(target)
+        if learner_changed(there):
             beside = target.with_name(f"{target.stem}.new.ipynb")
-            if not beside.exists() or not learner_changed(beside):
+            if not beside.exists() or not learner_changed(_read(beside)):
                 nbformat.write(copy, beside)
             return "kept", beside
-        if sources_digest(nbformat.read(target, as_version=4)) == sources_digest(copy):
+        if there.metadata[LEARNER_KEY]["written"] == digest:
             return "up to date", None  # the same cells: the learner's outputs stay
     nbformat.write(copy, target)
     return "written", None

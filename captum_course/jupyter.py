@@ -1,12 +1,16 @@
 """How the course starts a Jupyter server, and what a machine without internet looks like.
 
 One place for both: ``make lab``, the class simulator (bench/class_load.py), the notebook runs
-of ``make test`` (conftest.py) and the browser tests all build on these two functions.
+of ``make test`` (conftest.py) and the browser tests build on these functions.
 """
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -51,5 +55,18 @@ def offline_env(torch_home: str | Path, base: Mapping[str, str] | None = None) -
     env.update(dict.fromkeys(PROXY_VARS, DISCARD_PROXY))
     env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
     env.update(CAPTUM_HELPERS_MODEL="auto", TORCH_HOME=str(torch_home), MPLBACKEND="agg")
-    env.pop("JUPYTERHUB_SERVICE_PREFIX", None)
     return env
+
+
+def wait_until_answers(url: str, proc: subprocess.Popen, timeout: float) -> bool:
+    """Poll ``url`` until the server answers; False when it exits or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered, if only to say no
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    return False

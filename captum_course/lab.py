@@ -15,13 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import webbrowser
 from pathlib import Path
 
-from .jupyter import server_command
+from .jupyter import server_command, wait_until_answers
 
 FIRST_PORT = 8888  # Jupyter's usual port; the next free one is taken when it is busy
 START_TIMEOUT_S = 300  # JupyterLab's first start on a slow laptop
@@ -67,20 +64,6 @@ def how_to_reach(url: str, port: int) -> str:
     return "\n".join(lines)
 
 
-def wait_until_answers(url: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> bool:
-    """Poll ``url`` until the server answers; False when it exits or ``timeout`` passes first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return True
-        except urllib.error.HTTPError:
-            return True  # it answered, if only to say no
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    return False
-
-
 def run_lab(port: int | None = None, extra: list[str] = ()) -> int:
     """Print the model summary, start ``jupyter lab`` and, once it answers, how to reach it."""
     from captum_helpers.assets import course_root
@@ -96,6 +79,6 @@ def run_lab(port: int | None = None, extra: list[str] = ()) -> int:
     # `kill` of this process is passed on to it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
-    if wait_until_answers(f"http://127.0.0.1:{port}/api/status?token={token}", proc):
+    if wait_until_answers(f"http://127.0.0.1:{port}/api/status?token={token}", proc, START_TIMEOUT_S):
         print(how_to_reach(f"http://127.0.0.1:{port}/lab?token={token}", port), flush=True)
     return proc.wait()

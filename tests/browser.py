@@ -82,6 +82,7 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a Jupyter server and its kernels: a machine without internet, with
     Jupyter's and IPython's files in ``tmp_path`` instead of the home folder."""
     env = jupyter.offline_env(tmp_path / "torch-home")
+    env.pop("JUPYTERHUB_SERVICE_PREFIX", None)  # a hub's own variable: set by the tests that play one
     for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
                      ("JUPYTER_DATA_DIR", "data"), ("IPYTHONDIR", "ipython")]:
         env[var] = str(tmp_path / "jupyter" / sub)
@@ -96,17 +97,18 @@ class JupyterServer:
     teardown never runs; its kernels exit with it (they watch their parent).
     """
 
-    def __init__(self, app: str, root_dir: Path, tmp_path: Path, base_url: str = "/") -> None:
+    def __init__(self, app: str, root_dir: Path, tmp_path: Path, base_url: str = "/", config: bool = False,
+                 extra: list[str] = ()) -> None:
         self.token = secrets.token_hex(16)
         self.port = free_port()
         self.base_url = base_url
         self.log_path = tmp_path / f"jupyter-{app}.log"
-        extra = [f"--ServerApp.base_url={base_url}"]
+        extra = [f"--ServerApp.base_url={base_url}", *extra]
         if app == "lab":
             extra += ["--LabApp.extension_manager=readonly", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
                       f"--LabApp.user_settings_dir={tmp_path / 'settings'}"]
         self.command = ["timeout", "--kill-after=10", str(SERVER_LIFETIME_S),
-                        *jupyter.server_command(app, root_dir, self.port, config=False, extra=extra)]
+                        *jupyter.server_command(app, root_dir, self.port, config=config, extra=extra)]
         self.env = offline_env(tmp_path)
         self.process: subprocess.Popen | None = None
 
@@ -117,16 +119,10 @@ class JupyterServer:
         self.log = open(self.log_path, "wb")
         env = {**self.env, "JUPYTER_TOKEN": self.token}  # not on the command line, where `ps` shows it
         self.process = subprocess.Popen(self.command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the Jupyter server exited: {self.log_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url(f"api/status?token={self.token}"), timeout=5):
-                    return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-        raise RuntimeError(f"the Jupyter server did not answer in {START_TIMEOUT_S} s: {self.log_text()[-2000:]}")
+        if not jupyter.wait_until_answers(self.url(f"api/status?token={self.token}"), self.process, START_TIMEOUT_S):
+            raise RuntimeError(f"the Jupyter server exited or did not answer in {START_TIMEOUT_S} s: "
+                               f"{self.log_text()[-2000:]}")
+        return self
 
     def wait_for_kernel(self, timeout: float = 120) -> None:
         """Wait until a kernel runs, is idle and has a browser connected to it: until then

@@ -138,10 +138,10 @@ async def _wait_until_culled(server: JupyterServer, timeout: float) -> tuple[int
 
 
 def test_server_config_culls_an_idle_kernel_even_with_its_tab_open_and_shows_cpu(tmp_path):
-    server = JupyterServer("server", ROOT / "notebooks", tmp_path)
     # the course's settings, with the idle time shortened for the test (the command line wins)
-    server.command += [f"--config={SERVER_CONFIG}", "--MappingKernelManager.cull_idle_timeout=3",
-                       "--MappingKernelManager.cull_interval=1"]
+    server = JupyterServer("server", ROOT / "notebooks", tmp_path, config=True, extra=[
+        "--MappingKernelManager.cull_idle_timeout=3", "--MappingKernelManager.cull_interval=1"])
+    assert f"--config={SERVER_CONFIG}" in server.command
     server.env["MEM_LIMIT"] = str(64 * GB)  # what a hub's spawner sets
     with server:
         connections, culled = asyncio.run(_wait_until_culled(server, timeout=60))

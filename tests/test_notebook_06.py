@@ -1,7 +1,7 @@
 """Notebook 06 on the offline model (EfficientNet-Lite0, real weights): run once, top to bottom in
 a fresh kernel as a machine without internet runs it, then check its variables and that every
-sentence it prints about the numbers agrees with them. This is notebook 06's offline run:
-`make test` leaves it out of the nbval pass over the Chinese edition, whose code is the same."""
+sentence it prints about the numbers agrees with them. This is notebook 06's run with its
+solutions offline on this Python (`make test`'s offline pass runs the learner copies)."""
 import json
 import math
 import re
