@@ -96,29 +96,41 @@ def reinitialize(modules: list[torch.nn.Module], seed: int) -> int:
 
 
 @torch.no_grad()
+def cell_curves(model: torch.nn.Module, start: torch.Tensor, end: torch.Tensor, orders: list[torch.Tensor],
+                target: int, steps: int = 20, batch: int = 21, softmax: bool = False) -> torch.Tensor:
+    """The class score (the logit; its probability if ``softmax``) along paths from ``start`` to
+    ``end``, both (1, 3, H, W), one path per order: at step i the first i/steps of the grid cells
+    in the order show ``end``, the others ``start``. Returns (len(orders), steps + 1) scores.
+
+    Deletion (Petsiuk et al., 2018): start = the photo, end = a filled image, order = most
+    important first. Insertion: start = a blurred photo, end = the photo. The two ends are the
+    same for every order, so they go through the model once; the other images ``batch`` at a time."""
+    cells = orders[0].numel()
+    side = int(round(cells ** 0.5))
+    for order in orders:
+        if side * side != cells or order.numel() != cells or sorted(order.tolist()) != list(range(cells)):
+            raise ValueError(f"each order must be a permutation of the cells of a square grid, got {order.numel()} values")
+    counts = torch.linspace(0, cells, steps + 1).round().long()[1:-1]
+    masks = []
+    for order in orders:
+        rank = torch.empty(cells, dtype=torch.long)
+        rank[order] = torch.arange(cells)  # when each cell switches to `end`
+        masks.append((rank[None, :] < counts[:, None]).float())
+    masks = F.interpolate(torch.cat(masks).view(-1, 1, side, side), size=start.shape[2:], mode="nearest")
+
+    def score(images):
+        output = torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
+        return (F.softmax(output, dim=1) if softmax else output)[:, target]
+
+    ends = score(torch.cat([start, end]))
+    inner = score(start * (1 - masks) + end * masks).view(len(orders), steps - 1)
+    return torch.cat([ends[0].expand(len(orders), 1), inner, ends[1].expand(len(orders), 1)], dim=1)
+
+
 def cell_curve(model: torch.nn.Module, start: torch.Tensor, end: torch.Tensor, order: torch.Tensor,
                target: int, steps: int = 20, batch: int = 21, softmax: bool = False) -> torch.Tensor:
-    """The class score (the logit; its probability if ``softmax``) along a path from ``start`` to ``end``, both (1, 3, H, W): at step i
-    the first i/steps of the grid cells in ``order`` show ``end``, the others ``start``.
-
-    Deletion (Petsiuk et al., 2018): start = the photo, end = a blank image, order = most
-    important first. Insertion: start = a blurred photo, end = the photo. Returns steps + 1
-    scores."""
-    cells = order.numel()
-    side = int(round(cells ** 0.5))
-    if side * side != cells or sorted(order.tolist()) != list(range(cells)):
-        raise ValueError(f"order must be a permutation of the cells of a square grid, got {cells} values")
-    counts = torch.linspace(0, cells, steps + 1).round().long()
-    rank = torch.empty(cells, dtype=torch.long)
-    rank[order] = torch.arange(cells)  # when each cell switches to `end`
-    masks = (rank[None, :] < counts[:, None]).float().view(-1, 1, side, side)
-    masks = F.interpolate(masks, size=start.shape[2:], mode="nearest")
-    scores = []
-    for i in range(0, steps + 1, batch):
-        m = masks[i:i + batch]
-        output = model(start * (1 - m) + end * m)
-        scores.append((F.softmax(output, dim=1) if softmax else output)[:, target])
-    return torch.cat(scores)
+    """:func:`cell_curves` for a single order: steps + 1 scores."""
+    return cell_curves(model, start, end, [order], target, steps, batch, softmax)[0]
 
 
 def auc(curve: torch.Tensor | np.ndarray) -> float:
@@ -127,3 +139,133 @@ def auc(curve: torch.Tensor | np.ndarray) -> float:
     if y.ndim != 1 or y.size < 2:
         raise ValueError(f"auc needs a 1-d curve of at least 2 points, got shape {y.shape}")
     return float((y.sum() - (y[0] + y[-1]) / 2) / (y.size - 1))
+
+
+# --- "Better" means beyond the noise ----------------------------------------------------------
+# Every score in notebook 06 is a mean and a spread over photos (and seeds); one rule turns two
+# such scores into "better": the intervals [mean - spread, mean + spread] must not touch.
+
+LOWER_IS_BETTER = {"infidelity": True, "sensitivity": True, "deletion_auc": True,
+                   "insertion_auc": False, "ground_truth": False}
+
+
+def summary(values) -> dict[str, float]:
+    """{"mean", "spread"} of a score's values (over photos, seeds): the spread is the sample
+    standard deviation, 0 for a single value."""
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    if v.size == 0 or not np.isfinite(v).all():
+        raise ValueError(f"summary needs finite values, got {v.tolist()}")
+    return {"mean": float(v.mean()), "spread": float(v.std(ddof=1)) if v.size > 1 else 0.0}
+
+
+def better(a: dict, b: dict, lower_is_better: bool) -> bool:
+    """Whether score ``a`` beats score ``b`` (both from :func:`summary`): a's interval
+    [mean - spread, mean + spread] lies wholly on the better side of b's, not touching it."""
+    if lower_is_better:
+        return a["mean"] + a["spread"] < b["mean"] - b["spread"]
+    return a["mean"] - a["spread"] > b["mean"] + b["spread"]
+
+
+def beats_all(a: dict, references: dict[str, dict], lower_is_better: bool) -> bool:
+    """Whether ``a`` beats every reference score by :func:`better`."""
+    return all(better(a, r, lower_is_better) for r in references.values())
+
+
+def interval(score: dict, digits: int = 2) -> str:
+    """A score as text: "mean ± spread"."""
+    return f"{score['mean']:.{digits}f} ± {score['spread']:.{digits}f}"
+
+
+# --- Reference maps: what a method must beat --------------------------------------------------
+
+def edge_map(inputs: torch.Tensor) -> torch.Tensor:
+    """Adebayo et al.'s edge-detector control: the Sobel gradient magnitude of each image's
+    channel mean, as a (B, C, H, W) map (the same in every channel). It looks at no model."""
+    gray = inputs.detach().float().mean(dim=1, keepdim=True)
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    edges = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), torch.stack([sobel, sobel.T]).unsqueeze(1))
+    return edges.pow(2).sum(dim=1, keepdim=True).sqrt().expand_as(inputs).contiguous()
+
+
+def random_map(inputs: torch.Tensor, seed: int) -> torch.Tensor:
+    """A map of standard normal values of the inputs' shape, drawn from ``seed``: it knows
+    nothing of the model or the photo."""
+    return torch.randn(inputs.shape, generator=torch.Generator().manual_seed(seed))
+
+
+def region_share(attributions: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """For each map of a (B, C, H, W) batch, the share of its |attribution| (summed over
+    channels) that falls inside ``region``, an (H, W) boolean mask."""
+    magnitude = attributions.detach().abs().sum(dim=1)
+    return magnitude[:, region].sum(dim=1) / magnitude.flatten(1).sum(dim=1)
+
+
+# --- Faithfulness scores of many maps against the same perturbations --------------------------
+
+def _scores(model, images: torch.Tensor, targets: torch.Tensor, batch: int) -> torch.Tensor:
+    outputs = torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
+    return outputs.gather(1, targets[:, None]).squeeze(1)
+
+
+@torch.no_grad()
+def infidelity(model: torch.nn.Module, perturb, inputs: torch.Tensor, targets, maps: dict[str, torch.Tensor],
+               n_samples: int, seed: int, batch: int = 8, relative: bool = True) -> dict[str, torch.Tensor]:
+    """Yeh et al.'s infidelity of each map in ``maps`` (name -> (B, C, H, W) attributions of
+    ``inputs``), as ``captum.metrics.infidelity(..., normalize=True)`` computes it, with the
+    same ``n_samples`` perturbations for every map; one value per image.
+
+    ``perturb(inputs, generator)`` returns ``(perturbation, inputs - perturbation)``, as
+    captum's ``perturb_func`` does. The model runs once per perturbation for all the maps
+    (captum would run it again for each map). ``relative`` divides by the infidelity of a map
+    that explains nothing (all zeros), the mean squared change of the score: 0 means the map
+    predicts every change, 1 that it predicts none."""
+    targets = torch.as_tensor(targets).reshape(-1).expand(len(inputs))
+    perturbation, perturbed = perturb(inputs.repeat_interleave(n_samples, dim=0),
+                                      torch.Generator().manual_seed(seed))
+    change = (_scores(model, inputs, targets, batch).repeat_interleave(n_samples)
+              - _scores(model, perturbed, targets.repeat_interleave(n_samples), batch)).view(len(inputs), -1)
+    result = {}
+    for name, attributions in maps.items():
+        predicted = (attributions.repeat_interleave(n_samples, dim=0) * perturbation).flatten(1).sum(1)
+        predicted = predicted.view(len(inputs), -1)
+        fit, size, total = (predicted * change).sum(1), predicted.pow(2).sum(1), change.pow(2).sum(1)
+        unexplained = total - torch.where(size > 0, fit.pow(2) / size.clamp_min(1e-30), torch.zeros_like(fit))
+        result[name] = unexplained / total if relative else unexplained / n_samples
+    return result
+
+
+def sensitivity(explain, inputs: torch.Tensor, targets, attributions: torch.Tensor, radius: float,
+                seed: int) -> torch.Tensor:
+    """Yeh et al.'s sensitivity for one random nudge per image: the map of ``inputs`` moved by
+    noise uniform in [-radius, radius], ``explain(moved, targets)``, against ``attributions``
+    (the map of ``inputs`` itself), as ``captum.metrics.sensitivity_max`` with
+    ``n_perturb_samples=1`` computes it: |difference| / |map| (Frobenius norms; 0 for a map
+    that does not move). Reusing ``attributions`` saves the explanation captum would redo."""
+    noise = torch.empty(inputs.shape).uniform_(-radius, radius, generator=torch.Generator().manual_seed(seed))
+    moved = explain(inputs + noise, targets).detach()
+    norm = attributions.detach().flatten(1).norm(dim=1)
+    return (moved - attributions.detach()).flatten(1).norm(dim=1) / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> float:
+    """Structural similarity (Wang et al., 2004) of two 2-D maps, as Adebayo et al. compare a
+    map with its randomized version: each map is first scaled to [0, 1] by its own range, then
+    means, variances and covariance are taken in a Gaussian window and the index averaged."""
+    maps = []
+    for m in (a, b):
+        m = torch.as_tensor(m).detach().double()
+        if m.dim() != 2:
+            raise ValueError(f"ssim compares 2-d maps, got shape {tuple(m.shape)}")
+        span = m.max() - m.min()
+        maps.append(((m - m.min()) / span if span > 0 else torch.zeros_like(m))[None, None])
+    if maps[0].shape != maps[1].shape:
+        raise ValueError(f"ssim needs maps of the same size, got {tuple(a.shape)} and {tuple(b.shape)}")
+    x, y = maps
+    g = torch.exp(-(torch.arange(window, dtype=torch.float64) - (window - 1) / 2) ** 2 / (2 * sigma ** 2))
+    kernel = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
+    blur = lambda t: F.conv2d(t, kernel)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    index = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return float(index.mean())

@@ -6,8 +6,12 @@ import pytest
 import torch
 import torchvision
 
-from captum_helpers.trust import (auc, cell_curve, markdown_table, randomization_stages, reinitialize,
-                                  spearman, to_grid, top_cells, top_iou)
+from captum import metrics
+from captum.attr import Saliency
+
+from captum_helpers.trust import (LOWER_IS_BETTER, auc, beats_all, better, cell_curve, cell_curves, edge_map, infidelity,
+                                  interval, markdown_table, random_map, randomization_stages, region_share,
+                                  reinitialize, sensitivity, spearman, ssim, summary, to_grid, top_cells, top_iou)
 
 
 @pytest.mark.parametrize("a, b, expected", [
@@ -113,6 +117,18 @@ def test_cell_curve_switches_the_right_share_of_pixels():
     assert torch.allclose(probabilities, torch.sigmoid(curve))  # softmax of (0, s) at class 1
 
 
+def test_cell_curves_share_the_ends_and_follow_each_order():
+    start, end = torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    orders = [torch.tensor([0] + list(range(1, 16))), torch.tensor(list(range(1, 16)) + [0])]
+    calls = []
+    model = CornerScore()
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    curves = cell_curves(model, start, end, orders, target=1, steps=16, batch=10)
+    assert curves.tolist() == [[1.0] + [0.0] * 16, [1.0] * 16 + [0.0]]
+    assert sum(calls) == 2 + 2 * 15, "the two ends once, then each order's inner steps"
+    assert torch.equal(curves[1], cell_curve(CornerScore(), start, end, orders[1], target=1, steps=16))
+
+
 @pytest.mark.parametrize("order", [torch.arange(15), torch.tensor([0] * 16)])
 def test_cell_curve_rejects_an_order_that_is_no_permutation_of_a_square_grid(order):
     with pytest.raises(ValueError, match="permutation"):
@@ -162,3 +178,124 @@ def test_reinitialize_changes_only_the_given_layers_and_repeats_with_its_seed():
             assert torch.equal(before, after), f"{name} should keep its weights"
         elif after.dim() > 1:  # convolution and linear weights (a fresh batch norm is 1s and 0s again)
             assert not torch.equal(before, after), f"{name} was not re-drawn"
+
+
+def test_summary_is_the_mean_and_the_sample_standard_deviation():
+    assert summary([1.0, 2.0, 3.0]) == {"mean": 2.0, "spread": 1.0}  # sqrt(((-1)^2 + 0 + 1^2) / (3 - 1))
+    assert summary(torch.tensor([0.5])) == {"mean": 0.5, "spread": 0.0}
+    assert interval(summary([1.0, 2.0, 3.0])) == "2.00 ± 1.00"
+    with pytest.raises(ValueError, match="finite"):
+        summary([1.0, float("nan")])
+    with pytest.raises(ValueError, match="finite"):
+        summary([])
+
+
+@pytest.mark.parametrize("a, b, lower, expected", [
+    ({"mean": 1.0, "spread": 0.2}, {"mean": 2.0, "spread": 0.3}, True, True),    # 1.2 < 1.7
+    ({"mean": 1.0, "spread": 0.5}, {"mean": 2.0, "spread": 0.5}, True, False),   # 1.5 touches 1.5
+    ({"mean": 1.0, "spread": 0.6}, {"mean": 2.0, "spread": 0.5}, True, False),   # overlap
+    ({"mean": 2.0, "spread": 0.0}, {"mean": 1.0, "spread": 0.0}, True, False),   # worse
+    ({"mean": 2.0, "spread": 0.3}, {"mean": 1.0, "spread": 0.2}, False, True),   # higher is better: 1.7 > 1.2
+    ({"mean": 1.01, "spread": 0.0}, {"mean": 1.0, "spread": 0.0}, False, True),  # no noise: any gap counts
+])
+def test_better_needs_intervals_that_do_not_touch(a, b, lower, expected):
+    assert better(a, b, lower) is expected
+
+
+def test_beats_all_needs_every_reference():
+    refs = {"Random": {"mean": 0.2, "spread": 0.05}, "Constant": {"mean": 0.2, "spread": 0.0}}
+    assert beats_all({"mean": 0.9, "spread": 0.1}, refs, lower_is_better=False)
+    refs["Edge detector"] = {"mean": 0.85, "spread": 0.0}
+    assert not beats_all({"mean": 0.9, "spread": 0.1}, refs, lower_is_better=False)
+    assert LOWER_IS_BETTER == {"infidelity": True, "sensitivity": True, "deletion_auc": True,
+                               "insertion_auc": False, "ground_truth": False}
+
+
+def test_edge_map_is_the_sobel_magnitude_of_the_channel_mean():
+    image = torch.zeros(1, 3, 6, 6)
+    image[:, :, :, 3:] = 3.0  # a vertical step between columns 2 and 3
+    edges = edge_map(image)
+    assert edges.shape == image.shape and torch.equal(edges[:, 0], edges[:, 2])
+    # Sobel x across the step: (1 + 2 + 1) * 3 on both sides of it, nothing elsewhere
+    assert torch.allclose(edges[0, 0, 2:4, 2:4], torch.full((2, 2), 12.0))
+    assert edges[0, 0, :, [0, 1, 4, 5]].abs().max() == 0
+
+
+def test_random_map_repeats_with_its_seed_and_differs_between_seeds():
+    x = torch.zeros(2, 3, 4, 4)
+    assert torch.equal(random_map(x, 1), random_map(x, 1))
+    assert not torch.equal(random_map(x, 1), random_map(x, 2))
+
+
+def test_region_share_of_known_maps():
+    region = torch.zeros(4, 4, dtype=torch.bool)
+    region[:2, :2] = True  # a quarter of the image
+    maps = torch.ones(2, 3, 4, 4)
+    maps[1, :, :2, :2] = -3.0  # the second map puts 3x the weight inside, with the other sign
+    assert torch.allclose(region_share(maps, region), torch.tensor([0.25, 12 / (12 + 12)]))
+
+
+class _Tiny(torch.nn.Module):
+    """A small nonlinear classifier of 3 x 8 x 8 inputs, fixed weights."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 64, 3)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.conv(x)).flatten(1))
+
+
+def _noise(inputs, generator):
+    noise = 0.1 * torch.randn(inputs.shape, generator=generator)
+    return noise, inputs - noise
+
+
+def test_infidelity_gives_captums_numbers_for_every_map():
+    model, inputs, targets = _Tiny().eval(), torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), [0, 2]
+    maps = {"gradient": Saliency(model).attribute(inputs, target=targets, abs=False), "random": random_map(inputs, 3)}
+    ours = infidelity(model, _noise, inputs, targets, maps, n_samples=16, seed=5, batch=7, relative=False)
+    for name, attributions in maps.items():
+        generator = torch.Generator().manual_seed(5)  # the same noise, drawn in the same order
+        theirs = metrics.infidelity(model, lambda x: _noise(x, generator), inputs, attributions, target=targets,
+                                    n_perturb_samples=16, normalize=True)
+        assert torch.allclose(ours[name], theirs, rtol=1e-4), name
+
+
+def test_relative_infidelity_is_0_for_a_perfect_map_and_1_for_none():
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    inputs = torch.randn(3, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    weights = linear[1].weight[1].detach().view(1, 3, 2, 2).expand_as(inputs)  # the exact gradient of class 1
+    scores = infidelity(linear, _noise, inputs, 1, {"exact": weights, "none": torch.zeros_like(inputs),
+                                                   "half": 0.5 * weights}, n_samples=8, seed=0)
+    assert torch.allclose(scores["exact"], torch.zeros(3), atol=1e-5)
+    assert torch.allclose(scores["half"], torch.zeros(3), atol=1e-5), "normalize=True fits the scale"
+    assert torch.equal(scores["none"], torch.ones(3))
+
+
+def test_sensitivity_gives_captums_numbers():
+    model, inputs, targets = _Tiny().eval(), torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), [0, 2]
+    saliency = Saliency(model)
+    explain = lambda x, target: saliency.attribute(x, target=target, abs=False)  # noqa: E731
+    ours = sensitivity(explain, inputs, targets, explain(inputs, targets), radius=0.2, seed=4)
+    generator = torch.Generator().manual_seed(4)
+    theirs = metrics.sensitivity_max(
+        explain, inputs, target=targets, n_perturb_samples=1,
+        perturb_func=lambda x, r: x + torch.empty(x.shape).uniform_(-r, r, generator=generator), perturb_radius=0.2)
+    assert torch.allclose(ours, theirs, rtol=1e-5)
+    assert (ours > 0).all()
+    assert torch.equal(sensitivity(lambda x, t: torch.ones_like(x), inputs, targets, torch.ones_like(inputs), 0.2, 0),
+                       torch.zeros(2)), "a map that ignores the input does not move"
+
+
+def test_ssim_of_known_pairs():
+    x = torch.rand(20, 20, generator=torch.Generator().manual_seed(0))
+    assert ssim(x, x) == pytest.approx(1.0)
+    assert ssim(x, 5 * x + 2) == pytest.approx(1.0), "each map is scaled by its own range"
+    assert ssim(x, 1 - x) < -0.9
+    assert abs(ssim(x, torch.rand(20, 20, generator=torch.Generator().manual_seed(1)))) < 0.2
+    assert ssim(x, x.T) == pytest.approx(ssim(x.T, x))
+    with pytest.raises(ValueError, match="same size"):
+        ssim(x, x[:10])
