@@ -127,12 +127,6 @@ def cell_curves(model: torch.nn.Module, start: torch.Tensor, end: torch.Tensor, 
     return torch.cat([ends[0].expand(len(orders), 1), inner, ends[1].expand(len(orders), 1)], dim=1)
 
 
-def cell_curve(model: torch.nn.Module, start: torch.Tensor, end: torch.Tensor, order: torch.Tensor,
-               target: int, steps: int = 20, batch: int = 21, softmax: bool = False) -> torch.Tensor:
-    """:func:`cell_curves` for a single order: steps + 1 scores."""
-    return cell_curves(model, start, end, [order], target, steps, batch, softmax)[0]
-
-
 def auc(curve: torch.Tensor | np.ndarray) -> float:
     """Area under a curve sampled at evenly spaced points from 0 to 1 (trapezoid rule)."""
     y = np.asarray(torch.as_tensor(curve).detach().cpu(), dtype=np.float64)
@@ -169,6 +163,11 @@ def better(a: dict, b: dict, lower_is_better: bool) -> bool:
 def beats_all(a: dict, references: dict[str, dict], lower_is_better: bool) -> bool:
     """Whether ``a`` beats every reference score by :func:`better`."""
     return all(better(a, r, lower_is_better) for r in references.values())
+
+
+def decided_pairs(scores: dict[str, dict], names: list[str], lower_is_better: bool) -> list[tuple[str, str]]:
+    """Every pair (a, b) of ``names`` in which score a beats score b by :func:`better`."""
+    return [(a, b) for a in names for b in names if a != b and better(scores[a], scores[b], lower_is_better)]
 
 
 def interval(score: dict, digits: int = 2) -> str:

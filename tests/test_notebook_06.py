@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
 from captum_course.jupyter import offline_env
-from captum_helpers.trust import LOWER_IS_BETTER, beats_all, better, interval
+from captum_helpers.trust import LOWER_IS_BETTER, beats_all, better, decided_pairs, interval
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_can_you_trust_it.ipynb"
 METHODS = ["IG", "SmoothGrad", "Saliency", "Occlusion", "Layer GradCAM"]
@@ -124,14 +124,24 @@ def test_smoothgrad_with_fresh_noise_is_said_to_measure_its_own_randomness_only_
     assert f"With fresh noise SmoothGrad scores {interval(fresh, 3)} at radius 0.02, against {interval(fixed, 3)}" in run.text
 
 
-def test_the_rankings_and_whether_the_perturbation_decides_them(run):
+def test_the_rankings_and_the_comparisons_that_hold_beyond_the_noise(run):
+    names = METHODS + ["IG, 96 steps"] + REFERENCES
+    decided = {}
     for perturbation, order in run.ranking.items():
-        assert order == sorted(METHODS, key=lambda m: run.infidelity_by[perturbation][m]["mean"])
-        assert f"- {perturbation}: most to least faithful {' > '.join(order)}" in run.text
-    differ = run.ranking["Gaussian noise"] != run.ranking["square removal"]
-    assert ("The perturbation decides the ranking: the two orders differ." in run.text) == differ
+        scores = run.infidelity_by[perturbation]
+        assert order == sorted(METHODS, key=lambda m: scores[m]["mean"])
+        decided[perturbation] = decided_pairs(scores, names, True)
+        pairs = ", ".join(f"{a} over {b}" for a, b in decided[perturbation]) or "no pair"
+        assert f"- {perturbation}: by mean, most to least faithful {' > '.join(order)}; beyond the noise: {pairs};" in run.text
+    differ = decided["Gaussian noise"] != decided["square removal"]
+    assert ("The perturbation decides which comparisons hold beyond the noise" in run.text) == differ
+    steadier = {}
+    for radius, order in run.steady.items():
+        steadier[radius] = decided_pairs(run.sensitivity_by[radius], METHODS, True)
+        pairs = ", ".join(f"{a} over {b}" for a, b in steadier[radius]) or "no pair"
+        assert f"- radius {radius}: by mean, steadiest to least steady {' > '.join(order)}; beyond the noise: {pairs}." in run.text
     radii = list(run.steady)
-    assert ("The radius changes the order." in run.text) == (run.steady[radii[0]] != run.steady[radii[1]])
+    assert ("The radius changes which comparisons hold" in run.text) == (steadier[radii[0]] != steadier[radii[1]])
 
 
 def test_trust_infidelity_gives_captums_number_in_the_notebook(run):

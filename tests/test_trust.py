@@ -9,7 +9,7 @@ import torchvision
 from captum import metrics
 from captum.attr import Saliency
 
-from captum_helpers.trust import (LOWER_IS_BETTER, auc, beats_all, better, cell_curve, cell_curves, edge_map, infidelity,
+from captum_helpers.trust import (LOWER_IS_BETTER, auc, beats_all, better, cell_curves, decided_pairs, edge_map, infidelity,
                                   interval, markdown_table, random_map, randomization_stages, region_share,
                                   reinitialize, sensitivity, spearman, ssim, summary, to_grid, top_cells, top_iou)
 
@@ -97,9 +97,9 @@ def test_cell_curve_follows_the_cells_in_order():
     corner_first = torch.tensor([0] + list(range(1, 16)))
     corner_last = torch.tensor(list(range(1, 16)) + [0])
     # deleting the only cell the model uses first: the score is gone after the first step
-    first = cell_curve(CornerScore(), start, end, corner_first, target=1, steps=16, batch=5)
+    first = cell_curves(CornerScore(), start, end, [corner_first], target=1, steps=16, batch=5)[0]
     assert first.tolist() == [1.0] + [0.0] * 16
-    last = cell_curve(CornerScore(), start, end, corner_last, target=1, steps=16, batch=5)
+    last = cell_curves(CornerScore(), start, end, [corner_last], target=1, steps=16, batch=5)[0]
     assert last.tolist() == [1.0] * 16 + [0.0]
     assert auc(first) < auc(last)
 
@@ -110,10 +110,10 @@ def test_cell_curve_switches_the_right_share_of_pixels():
         mean_score[2].weight.copy_(torch.tensor([[0.0, 0, 0], [1 / 3, 1 / 3, 1 / 3]]))
         mean_score[2].bias.zero_()
     order = torch.randperm(16, generator=torch.Generator().manual_seed(0))
-    curve = cell_curve(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), order, target=1, steps=4)
+    curve = cell_curves(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), [order], target=1, steps=4)[0]
     assert torch.allclose(curve, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
-    probabilities = cell_curve(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), order,
-                               target=1, steps=4, softmax=True)
+    probabilities = cell_curves(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), [order],
+                                target=1, steps=4, softmax=True)[0]
     assert torch.allclose(probabilities, torch.sigmoid(curve))  # softmax of (0, s) at class 1
 
 
@@ -126,13 +126,13 @@ def test_cell_curves_share_the_ends_and_follow_each_order():
     curves = cell_curves(model, start, end, orders, target=1, steps=16, batch=10)
     assert curves.tolist() == [[1.0] + [0.0] * 16, [1.0] * 16 + [0.0]]
     assert sum(calls) == 2 + 2 * 15, "the two ends once, then each order's inner steps"
-    assert torch.equal(curves[1], cell_curve(CornerScore(), start, end, orders[1], target=1, steps=16))
+    assert torch.equal(curves[1], cell_curves(CornerScore(), start, end, orders[1:], target=1, steps=16)[0])
 
 
 @pytest.mark.parametrize("order", [torch.arange(15), torch.tensor([0] * 16)])
 def test_cell_curve_rejects_an_order_that_is_no_permutation_of_a_square_grid(order):
     with pytest.raises(ValueError, match="permutation"):
-        cell_curve(CornerScore(), torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), order, target=1)
+        cell_curves(CornerScore(), torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), [order], target=1)
 
 
 def test_markdown_table():
@@ -299,3 +299,9 @@ def test_ssim_of_known_pairs():
     assert ssim(x, x.T) == pytest.approx(ssim(x.T, x))
     with pytest.raises(ValueError, match="same size"):
         ssim(x, x[:10])
+
+
+def test_decided_pairs_lists_only_comparisons_beyond_the_noise():
+    scores = {"a": {"mean": 1.0, "spread": 0.1}, "b": {"mean": 2.0, "spread": 0.1}, "c": {"mean": 1.5, "spread": 0.6}}
+    assert decided_pairs(scores, ["a", "b", "c"], lower_is_better=True) == [("a", "b")]
+    assert decided_pairs(scores, ["a", "b", "c"], lower_is_better=False) == [("b", "a")]
