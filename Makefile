@@ -32,10 +32,15 @@ setup:
 	@$(MAKE) --no-print-directory $(READY)
 PY_VERSION := import sys; print(*sys.version_info[:2])
 
+# configurable-http-proxy (npm), for the browser test that runs notebook 05 through a real
+# JupyterHub, goes into the venv too; without npm that one test skips (CI installs nodejs).
+CHP_VERSION = 5
 $(READY): pyproject.toml overrides.txt
 	test -x $(BIN)/python || $(PYTHON_EXE) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade uv
 	$(UV_INSTALL) -e ".[test]"
+	if command -v npm >/dev/null; then npm install --silent --no-fund --no-audit --prefix $(VENV)/node \
+		configurable-http-proxy@$(CHP_VERSION); else echo "no npm: the JupyterHub browser test will skip"; fi
 	touch $@
 
 # JupyterLab on notebooks/: says which model the notebooks will use first; as root it adds

@@ -7,7 +7,9 @@
 
 Each learner runs each notebook in a kernel of its own, with nbclient (the kernel JupyterLab
 starts, cells run in order as Run All does, cells tagged ``raises-exception`` may fail),
-started in notebooks/. The learners start each notebook together, as a class following the
+started in notebooks/. In notebook 05 each learner then presses Fetch in the explorer, as the
+notebook asks (``--fetches``, default 1; through the widget's traits, what the button does: the
+page's default Integrated Gradients on the photos). The learners start each notebook together, as a class following the
 instructor does, so the wall time of a notebook is what a learner waits when N learners share
 this machine's cores. By default a learner never shuts a kernel, as JupyterLab leaves every
 opened notebook's kernel running; with ``--shut`` each kernel is shut down after its notebook.
@@ -51,6 +53,8 @@ NOTEBOOKS_DIR = ROOT / "notebooks"
 GB = 1024**3
 CELL_TIMEOUT_S = 900  # the slowest cell (Occlusion) with four learners on two cores
 GC_PROBE = "import gc as _gc\n_gc.collect()"
+EXPLORER = "insights = open_insights("  # notebook 05's cell that opens Captum Insights
+FETCH = "insights.fetch()"  # its Fetch button, the page's defaults
 TRIM_PROBE = "import ctypes as _ctypes\ntry:\n    _ctypes.CDLL('libc.so.6').malloc_trim(0)\nexcept (OSError, AttributeError):\n    pass"
 # Sizing rules, stated in the report.
 HEADROOM = 1.10  # limit = measured peak x 1.10, rounded up to whole GB
@@ -106,6 +110,7 @@ class NotebookRun:
     after_gc: int | None = None  # ... after gc.collect()
     after_trim: int | None = None  # ... and then malloc_trim(0)
     model: str = "-"
+    fetches: int = 0  # Fetches pressed in the notebook's explorer after its cells
     error: str | None = None
 
 
@@ -127,8 +132,9 @@ class Learner:
         self.peak = max(self.peak, self.total())
 
 
-async def run_notebook(learner: Learner, path: Path, env: dict[str, str], cell_timeout: float):
-    """Start a kernel for ``path`` and run its cells; return the run and its client, kernel still up."""
+async def run_notebook(learner: Learner, path: Path, env: dict[str, str], cell_timeout: float, fetches: int = 1):
+    """Start a kernel for ``path`` and run its cells, then press Fetch ``fetches`` times if it opens
+    Captum Insights; return the run and its client, kernel still up."""
     run = NotebookRun(path.stem)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
@@ -142,6 +148,12 @@ async def run_notebook(learner: Learner, path: Path, env: dict[str, str], cell_t
         await client.async_start_new_kernel_client()
         for index, cell in enumerate(nb.cells):
             await client.async_execute_cell(cell, index)
+        if any(cell.cell_type == "code" and EXPLORER in cell.source for cell in nb.cells):
+            for _ in range(fetches):
+                reply = await client.kc.execute_interactive(FETCH, timeout=cell_timeout, output_hook=lambda _: None)
+                if reply["content"]["status"] != "ok":
+                    raise RuntimeError(f"Fetch: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+                run.fetches += 1
     except Exception as err:  # noqa: BLE001: a cell's error, a timeout, a dead kernel; the class goes on
         run.error = first_line(err)
     run.wall_s = time.monotonic() - start
@@ -172,7 +184,7 @@ async def give_back(learner: Learner, client: NotebookClient, run: NotebookRun) 
 
 
 async def simulate(n: int, paths: list[Path], keep_open: bool, env: dict[str, str], interval: float,
-                   cell_timeout: float) -> list[Learner]:
+                   cell_timeout: float, fetches: int = 1) -> list[Learner]:
     """N learners through ``paths``, each notebook started by all of them together."""
     learners = [Learner(i + 1) for i in range(n)]
     open_kernels: list[tuple[Learner, NotebookClient, NotebookRun]] = []
@@ -184,7 +196,7 @@ async def simulate(n: int, paths: list[Path], keep_open: bool, env: dict[str, st
             await asyncio.sleep(interval)
 
     async def one(learner: Learner, path: Path) -> None:
-        run, client = await run_notebook(learner, path, env, cell_timeout)
+        run, client = await run_notebook(learner, path, env, cell_timeout, fetches)
         learner.runs.append(run)
         learner.sample()
         run.learner_after = learner.total()
@@ -269,7 +281,7 @@ def sizing(alone: list[Learner], wait_s: float, cores: int, server: int = 0) -> 
                   cpu_guarantee, heaviest.notebook, heaviest.cpu_s)
 
 
-def machine(load_before: float, keep_open: bool, notebooks: list[str], extra_env: list[str]) -> dict:
+def machine(load_before: float, keep_open: bool, notebooks: list[str], extra_env: list[str], fetches: int = 1) -> dict:
     import torch
 
     build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build"
@@ -278,7 +290,7 @@ def machine(load_before: float, keep_open: bool, notebooks: list[str], extra_env
             "torch": f"torch {torch.__version__} ({build}, {torch.get_num_threads()} threads)",
             "python": platform.python_version(), "model": os.environ.get("CAPTUM_HELPERS_MODEL") or "unset",
             "notebooks": notebooks, "kernels": "left open" if keep_open else "shut after each notebook",
-            "kernel_env": extra_env, "load_before": round(load_before, 2)}
+            "kernel_env": extra_env, "load_before": round(load_before, 2), "fetches": fetches}
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:
@@ -292,7 +304,8 @@ def markdown(results: dict[int, list[Learner]], s: Sizing | None, m: dict, wait_
     out = [f"Measured with `python bench/class_load.py` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
            f"{m['memory_gb']} GB, {m['system']}; {m['torch']}, Python {m['python']}; CAPTUM_HELPERS_MODEL={m['model']}; "
            f"notebooks {', '.join(n.split('_')[0] for n in m['notebooks'])}; kernels {m['kernels']}{env}; "
-           f"1-minute load average before the run {m['load_before']:.2f}.", ""]
+           f"1-minute load average before the run {m['load_before']:.2f}; in notebook 05 each learner pressed "
+           f"Fetch {m.get('fetches', 0)} time(s) after its cells (Integrated Gradients, n_steps 25, the photos).", ""]
     first = results[min(results)]
     runs = first[0].runs
     out += [f"**Learner 1 of {len(first)}** (N={len(first)}): each notebook's kernel, its CPU time, its peak RSS "
@@ -366,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds a learner may wait for the heaviest notebook when everyone runs it (CPU guarantee)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
     parser.add_argument("--timeout", type=float, default=CELL_TIMEOUT_S, help="seconds a cell may run")
+    parser.add_argument("--fetches", type=int, default=1, help="Fetches each learner presses in notebook 05")
     parser.add_argument("--no-server", action="store_true", help="leave out the Jupyter server's own memory")
     parser.add_argument("--out", type=Path, metavar="NAME", help="write the run to NAME.json and NAME.md")
     args = parser.parse_args(argv)
@@ -373,13 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--learners takes class sizes of 1 or more, --env NAME=VALUE")
     paths = pick_notebooks(args.notebooks)
     env = kernel_env(dict(item.split("=", 1) for item in args.env))
-    m = machine(os.getloadavg()[0], args.keep_open, [p.stem for p in paths], args.env)
+    m = machine(os.getloadavg()[0], args.keep_open, [p.stem for p in paths], args.env, args.fetches)
     server = 0 if args.no_server else server_rss()
     print(f"JupyterLab server, idle: {gb(server)}", file=sys.stderr, flush=True)
     results: dict[int, list[Learner]] = {}
     for n in sorted(set(args.learners)):
         started = time.monotonic()
-        results[n] = asyncio.run(simulate(n, paths, args.keep_open, env, args.interval, args.timeout))
+        results[n] = asyncio.run(simulate(n, paths, args.keep_open, env, args.interval, args.timeout, args.fetches))
         print(f"N={n}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     s = sizing(results[1], args.wait, m["cores"], server) if args.keep_open and 1 in results else None
     text = markdown(results, s, m, args.wait)

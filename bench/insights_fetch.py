@@ -2,13 +2,16 @@
 
     python bench/insights_fetch.py [--repeats 2] [--model efficientnet_lite0] [--budget]
 
-Each Fetch is the POST /fetch the page's button sends, through a Flask test client (no
-network or browser time). In one run, alternating, best of ``--repeats`` after a warm-up:
+A Fetch is what the button does: in notebook 05's widget (``captum_helpers.insights``), setting
+its ``config`` trait and waiting for the rows, which a thread computes; in a served page, the
+POST /fetch the page sends, through a Flask test client (no network or browser time). In one
+run, alternating (each first in turn), best of ``--repeats`` after a warm-up:
 
-* stock captum 0.8.0's own app against the course's (``captum_helpers.insights``), with the
-  explorer's default Integrated Gradients (n_steps 25). Stock repeats a 3-photo dataset to
-  fill 4 rows, so seconds per row are compared too;
-* the course's app with ``model`` against ``fast_model(model)`` (channels_last): notebook 05
+* notebook 05's widget against the command line's server (``captum_course.insights``) and stock
+  captum 0.8.0's own server, with the explorer's default Integrated Gradients (n_steps 25). The
+  widget must be no slower than the server. Stock repeats a 3-photo dataset to fill 4 rows, so
+  seconds per row are compared too. The bytes of a Fetch's rows as JSON are printed;
+* the widget with ``model`` against ``fast_model(model)`` (channels_last): notebook 05
   uses ``fast_model`` only if it saves at least 20% of a Fetch;
 * with ``--budget``: the explorer's default Occlusion (window 3 32 32, strides 3 32 32), the
   walkthrough's Occlusion on one photo, and the largest Integrated Gradients and Occlusion
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import time
 import warnings
@@ -29,8 +33,8 @@ import warnings
 from captum.insights.attr_vis import server as captum_server
 
 from captum_helpers import fast_model, load_model, photo_paths
-from captum_course.insights import build_visualizer
-from captum_helpers.insights import MAX_PASSES, create_app, passes_per_example
+from captum_course.insights import build_visualizer, create_app
+from captum_helpers.insights import MAX_PASSES, InsightsWidget, check_settings, passes_per_example
 
 SHAPE = (3, 224, 224)
 
@@ -46,32 +50,51 @@ def occlusion(window: int, stride: int, classes: list[str] | None = None) -> dic
                           "perturbations_per_eval": 16}}
 
 
+def served(app, prefix: str):
+    """A Fetch through a served page: the POST the page sends, answered by ``app``."""
+    web = app.test_client()
+
+    def fetch(body: dict) -> list:
+        response = web.post(prefix + "fetch", json=body)
+        if response.status_code != 200:
+            raise SystemExit(f"Fetch failed: {response.status_code} {response.get_data(as_text=True)[:300]}")
+        return response.get_json()
+    return fetch
+
+
 def stock_client(model):
     captum_server.visualizer = build_visualizer(model)  # captum's app serves one module-global visualizer
-    return captum_server.app.test_client(), "/"
+    return served(captum_server.app, "/")
 
 
 def course_client(model, paths=None):
-    app = create_app(build_visualizer(model, paths), "bench")
-    return app.test_client(), "/bench/"
+    return served(create_app(build_visualizer(model, paths), "bench"), "/bench/")
+
+
+def widget_client(model, paths=None):
+    widget = InsightsWidget(build_visualizer(model, paths))
+
+    def fetch(body: dict) -> list:
+        settings = check_settings(body)
+        return widget.fetch(settings["attribution_method"], settings["prediction"], settings["classes"],
+                            **body["arguments"])
+    return fetch
 
 
 def fetch(client, body: dict) -> tuple[float, float, int]:
-    web, prefix = client
-    wall, cpu = time.perf_counter(), time.process_time()
-    response = web.post(prefix + "fetch", json=body)
+    wall, cpu = time.perf_counter(), time.process_time()  # CPU of every thread: the widget computes in one
+    rows = client(body)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    if response.status_code != 200:
-        raise SystemExit(f"Fetch failed: {response.status_code} {response.get_data(as_text=True)[:300]}")
-    return wall, cpu, len(response.get_json())
+    return wall, cpu, len(rows)
 
 
 def compare(title: str, clients: dict, body: dict, repeats: int) -> dict[str, tuple[float, float, int]]:
     print(f"\n{title}")
     best: dict[str, tuple[float, float, int]] = {}
+    names = list(clients)
     for repeat in range(repeats + 1):
-        for name, client in clients.items():
-            result = fetch(client, body)
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # each goes first in turn
+            result = fetch(clients[name], body)
             if repeat and (name not in best or result[0] < best[name][0]):
                 best[name] = result  # repeat 0 warms up: lazy imports, allocator growth
     for name, (wall, cpu, rows) in best.items():
@@ -95,7 +118,7 @@ def budget(model, photos: int) -> None:
         (f"largest Occlusion: {window}/{window}", occlusion(window, window), passes_per_example(
             "Occlusion", {"sliding_window_shapes": (3, window, window), "strides": (3, window, window)}, SHAPE) * rows),
     ]
-    client, one_photo = course_client(model), course_client(model, photo_paths()[:1])
+    client, one_photo = widget_client(model), widget_client(model, photo_paths()[:1])
     for name, body, passes in cases:
         wall, cpu, shown = fetch(one_photo if "1 photo" in name else client, body)
         print(f"  {name:38s} {passes:5d} passes {wall:6.2f} s wall {cpu:6.2f} s CPU  "
@@ -113,13 +136,18 @@ def main() -> None:
     model = load_model(args.model)
     photos = len(photo_paths())
     print(f"{photos} photos, {args.model}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    best = compare("stock captum against the course's app (Integrated Gradients, n_steps 25):",
-                   {"stock captum 0.8.0": stock_client(model), "captum_helpers": course_client(model)}, ig(25),
-                   args.repeats)
-    ratio = (best["stock captum 0.8.0"][0] / best["stock captum 0.8.0"][2]) / (best["captum_helpers"][0] / photos)
+    best = compare("notebook 05's widget against the served page and stock captum (Integrated Gradients, n_steps 25):",
+                   {"widget (captum_helpers)": widget_client(model), "server (captum_course)": course_client(model),
+                    "stock captum 0.8.0": stock_client(model)}, ig(25), args.repeats)
+    widget, server = best["widget (captum_helpers)"][0], best["server (captum_course)"][0]
+    print(f"  widget / server: {widget / server:.2f} (no slower: at most 1 plus the noise)")
+    ratio = (best["stock captum 0.8.0"][0] / best["stock captum 0.8.0"][2]) / (server / photos)
     print(f"  per row: stock {ratio:.2f}x the course's time")
-    best = compare("model against fast_model(model) (channels_last), the course's app:",
-                   {"model": course_client(model), "fast_model(model)": course_client(fast_model(copy.deepcopy(model)))},
+    sizes = [len(json.dumps(row)) for row in widget_client(model)(ig(25))]
+    print(f"  bytes per row as JSON: {', '.join(f'{size / 1024:.0f} KB' for size in sizes)}; "
+          f"a Fetch of {len(sizes)}: {sum(sizes) / 2**20:.2f} MB (a websocket message: about 10 MB)")
+    best = compare("model against fast_model(model) (channels_last), the widget:",
+                   {"model": widget_client(model), "fast_model(model)": widget_client(fast_model(copy.deepcopy(model)))},
                    ig(25), args.repeats)
     saving = 1 - best["fast_model(model)"][0] / best["model"][0]
     print(f"  fast_model saves {100 * saving:.0f}% of a Fetch ({'>=' if saving >= 0.2 else '<'} 20%)")

@@ -22,7 +22,7 @@ from packaging.version import Version
 from captum_helpers import assets, models
 
 DISTRIBUTION = "captum-helpers"
-INSIGHTS_INDEX = Path("insights", "attr_vis", "frontend", "build", "index.html")  # inside captum/
+INSIGHTS_INDEX = Path("insights", "attr_vis", "widget", "static", "index.js")  # inside captum/: the widget's bundle
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # What `make test` runs on (CI: the oldest and the newest Python of its machine). Outside these
 # ranges the course may work, but nobody has run it there.
@@ -178,8 +178,11 @@ def _tested(name: str, version: str) -> Check:
 
 
 def insights_check() -> Check:
-    """Captum Insights' built web front end, which notebook 05 serves."""
+    """Captum Insights' built widget front end, which notebook 05 runs in an anywidget, and
+    anywidget's extension for JupyterLab and Notebook 7 where the Jupyter server looks."""
     from importlib.util import find_spec
+
+    from jupyter_core.paths import jupyter_path
 
     spec = find_spec("captum")
     if spec is None or not spec.submodule_search_locations:
@@ -188,7 +191,10 @@ def insights_check() -> Check:
     if not index.is_file():
         return Check("FAIL", "Insights front end",
                      f"{index} is missing: captum {_installed('captum')} has no Insights; install captum==0.8.0")
-    return Check("ok", "Insights front end", str(index))
+    if not any(Path(folder).is_dir() for folder in jupyter_path("labextensions", "anywidget")):
+        return Check("FAIL", "Insights front end", "anywidget's Jupyter extension is missing: run `make setup` "
+                     "(anywidget must be installed where the Jupyter server runs)")
+    return Check("ok", "Insights front end", f"{index} in an anywidget")
 
 
 def model_checks() -> list[Check]:

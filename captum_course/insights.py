@@ -1,22 +1,39 @@
 """``python -m captum_course insights``: notebook 05's Captum Insights on the photos in img/,
-without a notebook (for a projector, or a machine reached over ssh)."""
+without a notebook (for a projector, or a machine reached over ssh).
+
+It serves Insights' own web page (captum's Flask front end) from a loopback port. Unlike captum's
+server it answers only under a secret path ``/<token>/``, for an allowed Host, and takes POSTs
+only as JSON from its own page (``webserver.protect``). Behind the page is the same explorer as
+the notebook's widget (``captum_helpers.insights.InsightsExplorer``): a work budget per Fetch,
+each example once, and work that became useless cancelled.
+"""
 from __future__ import annotations
 
+import atexit
 import getpass
 import os
+import secrets
 import signal
 import socket
 import sys
 import threading
+import weakref
 from pathlib import Path
 
+import captum.insights.attr_vis as attr_vis
 import torch
 from captum.insights import AttributionVisualizer, Batch
 from captum.insights.attr_vis.features import ImageFeature
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import BadRequest, Conflict, HTTPException, UnprocessableEntity
 
 from captum_helpers import categories, load_image, load_model, photo_label, photo_paths, transform, transform_normalize
-from captum_helpers.insights import serve
-from captum_helpers.webserver import LOOPBACK
+from captum_helpers.explorer import MAX_PASSES, Cancelled, InsightsError, InsightsExplorer, Refused, check_settings
+
+from .webserver import LOOPBACK, Server, client_gone, json_body, protect
+
+FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
+ERRORS_JS = Path(__file__).with_name("insights_errors.js")  # shows the server's messages on the page
 
 
 def build_visualizer(model: torch.nn.Module, paths: list[str | Path] | None = None) -> AttributionVisualizer:
@@ -29,16 +46,101 @@ def build_visualizer(model: torch.nn.Module, paths: list[str | Path] | None = No
         dataset=[Batch(torch.stack([transform(load_image(p)) for p in paths]), labels=[photo_label(p) for p in paths])])
 
 
+def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int = MAX_PASSES,
+               any_host: bool = False) -> Flask:
+    """Insights' app for one visualizer: the page, ``init``, ``fetch`` and ``attribute`` as in
+    captum's server, under ``/<token>/`` with the checks of ``webserver.protect``."""
+    explorer = InsightsExplorer(visualizer, max_passes)
+    app = Flask(__name__, static_folder=str(FRONTEND / "static"))
+    script = f"<script>{ERRORS_JS.read_text(encoding='utf-8')}</script></head>"
+    html = (FRONTEND / "index.html").read_text(encoding="utf-8").replace("</head>", script)
+
+    @app.route("/")
+    def index() -> Response:
+        return Response(html, mimetype="text/html")
+
+    @app.route("/init")
+    def init() -> Response:
+        return jsonify(explorer.get_insights_config())
+
+    @app.route("/fetch", methods=["POST"])
+    def fetch() -> Response:
+        return jsonify(explorer.fetch(check_settings(json_body()), gone=client_gone))
+
+    @app.route("/attribute", methods=["POST"])
+    def attribute() -> Response:
+        body = json_body()
+        indices = [body.get(k) if isinstance(body, dict) else None for k in ("inputIndex", "modelIndex", "labelIndex")]
+        return jsonify(explorer.attribute(*indices, gone=client_gone))
+
+    @app.errorhandler(Exception)  # the page shows the message; the server keeps serving
+    def failed(err: Exception) -> tuple[Response, int]:
+        if isinstance(err, InsightsError):
+            code = {Refused: UnprocessableEntity.code, Cancelled: Conflict.code}.get(type(err), BadRequest.code)
+            return jsonify(error=str(err)), code
+        if isinstance(err, HTTPException):
+            return jsonify(error=err.description), err.code
+        app.logger.warning("Insights could not compute this: %r", err)  # e.g. DeepLift on a model it can't take
+        return jsonify(error=f"{type(err).__name__}: {err}"), 500
+
+    app.explorer, app.token = explorer, token  # type: ignore[attr-defined]
+    return protect(app, token, any_host=any_host)
+
+
+class InsightsServer:
+    """A running Insights page: ``url`` is what the browser opens (it carries the token),
+    ``stop()`` cancels a running Fetch and frees the port."""
+
+    def __init__(self, url: str, server: Server, explorer: InsightsExplorer, token: str) -> None:
+        self.url, self.token, self.explorer, self._server = url, token, explorer, server
+        self.host, self.port = server.host, server.port
+        _RUNNING.add(self)
+
+    @property
+    def running(self) -> bool:
+        return self._server.running
+
+    def stop(self) -> None:
+        """Stop serving within about CANCEL_WAIT_S, a running Fetch included; again: nothing."""
+        self.explorer.close()
+        self._server.stop()
+
+    def __repr__(self) -> str:
+        return f"<Captum Insights at {self.url} ({'running' if self.running else 'stopped'})>"
+
+
+_RUNNING: weakref.WeakSet[InsightsServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for handle in list(_RUNNING):  # torch still computing in a daemon thread at exit aborts the process,
+        handle.explorer.close(timeout=30)  # so wait for the cancel to land even on a busy machine
+        handle.stop()
+
+
+def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int = 0,
+          max_passes: int = MAX_PASSES) -> InsightsServer:
+    """Serve Insights for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
+    ``host`` stays loopback unless you ask (``"0.0.0.0"``: every network)."""
+    token, server = secrets.token_urlsafe(24), Server(host, port)
+    app = create_app(visualizer, token, max_passes=max_passes, any_host=host in ("", "0.0.0.0", "::"))
+    shown = {"": LOOPBACK, "0.0.0.0": LOOPBACK, "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    handle = InsightsServer(f"http://{shown}:{server.port}/{token}/", server, app.explorer, token)
+    server.start(app)
+    return handle
+
+
 def run_standalone(host: str = LOOPBACK, port: int = 0, model_name: str | None = None) -> int:
     """``python -m captum_course insights``: notebook 05's explorer on the photos in img/, served
     until Ctrl-C or SIGTERM (either also cancels a running Fetch)."""
     paths = photo_paths()
     try:
-        handle = serve(build_visualizer(load_model(model_name), paths), host=host, port=port, proxy=False)
+        handle = serve(build_visualizer(load_model(model_name), paths), host=host, port=port)
     except OSError as err:
         print(f"Cannot listen on {host}:{port}: {err.strerror or err}", file=sys.stderr)
         return 2
-    print(f"Captum Insights on {len(paths)} photos: {handle.local_url}")
+    print(f"Captum Insights on {len(paths)} photos: {handle.url}")
     if host not in (LOOPBACK, "localhost", "::1"):
         print(f"Listening on {host}: whoever can reach port {handle.port} and knows this address can use it")
     elif sys.platform == "linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):

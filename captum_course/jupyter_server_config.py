@@ -29,6 +29,7 @@ c.MappingKernelManager.cull_interval = 1 * MINUTES
 c.MappingKernelManager.cull_connected = True  # an open tab does not keep an idle kernel alive
 c.MappingKernelManager.cull_busy = False  # Integrated Gradients or Occlusion still running: keep it
 
-# jupyter-resource-usage: red at 80 % of the limit, about one kernel's peak (up to 2 GB) below an 8-10 GB limit
-c.ResourceUseDisplay.mem_warning_threshold = 0.2
+# jupyter-resource-usage: red at 75 % of the limit. The largest kernel, notebook 05's after a Fetch,
+# holds 2.51 GB (bench/class_load.md): 23 % of the 11 GB limit the README gives a learner
+c.ResourceUseDisplay.mem_warning_threshold = 0.25
 c.ResourceUseDisplay.track_cpu_percent = True  # CPU next to memory, against CPU_LIMIT where the hub sets it

@@ -34,9 +34,9 @@ __all__ = [
     "default_cmap", "show_image", "progress", "fast_model",
     "INTEGRATED_GRADIENTS_BATCH", "OCCLUSION_BATCH", "occlusion_windows",
 ]
-# Captum Insights (notebook 05) brings Flask and captum.insights: imported on first use, so a
-# kernel that never opens the explorer does not pay for them.
-_INSIGHTS = ("InsightsServer", "open_insights")
+# Captum Insights (notebook 05) brings captum.insights (and with it Flask) and anywidget: imported
+# on first use, so a kernel that never opens the explorer does not pay for them.
+_INSIGHTS = ("InsightsWidget", "open_insights")
 __all__ += list(_INSIGHTS)
 
 

@@ -1,292 +1,274 @@
-"""Open Captum Insights from a notebook cell (05_captum_insights).
+"""Captum Insights in a notebook cell (05_captum_insights): captum's own explorer as a widget.
 
-captum 0.8.0's ``render()`` shows a classic-notebook widget that JupyterLab 4, Notebook 7 and
-VS Code cannot display, and its server serves one global visualizer to whoever reaches its
-port. Here the kernel serves Insights' own page on a loopback port, shown in an IFrame directly
-or through jupyter-server-proxy or Colab's proxy. Unlike captum's server it answers only under a
-secret path ``/<token>/``, for an allowed Host, POSTs only as JSON from its own page; it gives
-each Fetch a work budget, shows each example once, and cancels work that became useless.
+captum 0.8.0's ``visualizer.render()`` shows a widget whose front end the notebook must have
+registered as "jupyter-captum-insights": JupyterLab 4, Notebook 7 and VS Code have no such
+thing, and the classic Notebook gets a stub from captum's wheel. The same wheel ships that front
+end built (``widget/static/index.js``). ``open_insights`` runs it inside an anywidget, which
+every front end that shows widgets can load, and speaks its protocol: the traits
+``insights_config``; ``config`` -> ``output``; ``label_details`` -> ``attribution``. Everything
+travels over the notebook's own connection to its kernel, as JSON: no port, no proxy, no token.
+
+Beyond captum's widget: a Fetch runs in a thread, so the notebook stays usable; it has a work
+budget (``MAX_PASSES``) and shows each example once; a newer Fetch, interrupting the kernel,
+``close()`` or the kernel's shutdown stop a running one within ``CANCEL_WAIT_S``; the widget
+says what went wrong and what to change, and notices when its kernel is gone.
 """
 from __future__ import annotations
 
 import atexit
-import os
-import secrets
-import sys
+import queue
+import signal
 import threading
-import warnings
+import time
 import weakref
 from pathlib import Path
 
+import anywidget
 import captum.insights.attr_vis as attr_vis
-import torch
-from captum.attr._utils.batching import _batched_generator
+import traitlets
 from captum.insights import AttributionVisualizer
-from captum.insights.attr_vis.app import OutputScore, SampleCache
-from captum.insights.attr_vis.config import ATTRIBUTION_METHOD_CONFIG, ATTRIBUTION_NAMES_TO_METHODS, NumberConfig
-from captum.insights.attr_vis.server import namedtuple_to_dict
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import BadRequest, Conflict, HTTPException, UnprocessableEntity
 
-from .speed import INTEGRATED_GRADIENTS_BATCH, passes_per_example
-from .webserver import LOOPBACK, Server, client_gone, json_body, jupyter_base_url, protect
+from .explorer import (CANCEL_WAIT_S, MAX_PASSES, SUPERSEDED, Cancelled, InsightsError, InsightsExplorer, Refused,
+                       check_settings)
+from .speed import passes_per_example
 
-FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
-ERRORS_JS = Path(__file__).with_name("insights_errors.js")  # shows the server's messages on the page
-CANCEL_WAIT_S = 2.0  # stop() waits this long for a running Fetch to end
-# Model passes one Fetch may make (a backward pass counts as two), summed over the photos it
-# shows; `python bench/insights_fetch.py --budget` times the largest allowed Fetch (aim: ~30 s;
-# 12-14 s for 3 photos with ResNet18 on a 2-core Intel Xeon).
-MAX_PASSES = 800
-# captum's Occlusion defaults are empty strings (it fails). A 7 x 7 grid of 32-pixel squares is
-# 50 passes per photo; the walkthrough's window 15, strides 8 make 28 x 28 + 1 = 785.
-ARGUMENT_DEFAULTS = {"Occlusion": {"sliding_window_shapes": "3 32 32", "strides": "3 32 32",
-                                   "perturbations_per_eval": 16}, "Feature Ablation": {"perturbations_per_eval": 16}}
-# captum's _batched_generator warns for each example that its input needs no gradient: it need not
-warnings.filterwarnings("ignore", message="It looks like that the attribution for a gradient-based")
+__all__ = ["CANCEL_WAIT_S", "MAX_PASSES", "Cancelled", "InsightsError", "InsightsExplorer", "InsightsWidget",
+           "Refused", "check_settings", "open_insights", "passes_per_example"]
+
+CAPTUM_BUNDLE = Path(attr_vis.__file__).resolve().parent / "widget" / "static" / "index.js"
+HOST_JS = Path(__file__).with_name("insights.js")  # runs captum's bundle inside the anywidget
+HEARTBEAT_S = 2.0  # the kernel tells each widget it is alive this often; silence means it is gone
 
 
-class Cancelled(Conflict):
-    description = "Cancelled: a newer request replaced this one, or the server is stopping."
+def _esm() -> str:
+    """The widget's module: captum's bundle, as installed, then the course's host for it."""
+    bundle = CAPTUM_BUNDLE.read_text(encoding="utf-8")
+    return ("let captumFactory;\n"
+            "const define = (deps, factory) => { captumFactory = captumFactory || factory; };\n"
+            f"{bundle}\n{HOST_JS.read_text(encoding='utf-8')}")
 
 
-class InsightsExplorer(AttributionVisualizer):
-    """One Insights page's state: the user's visualizer, one computation at a time, each
-    example shown once per Fetch within a work budget."""
+class InsightsWidget(anywidget.AnyWidget):
+    """Captum Insights' own UI for ``visualizer`` in the cell's output. ``fetch()`` presses
+    Fetch from Python; ``close()`` stops it. ``status`` is what the line above the UI says."""
 
-    def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES) -> None:
-        calc = visualizer.attribution_calculation
-        super().__init__(visualizer.models, visualizer.classes, visualizer.features, visualizer.dataset,
-                         calc.score_func, calc.use_label_for_attr)
-        self.max_passes, self.closed, self._examples, self._next = max_passes, False, None, 0
-        self._latest, self._worker, self._busy, self._state = 0, None, threading.Lock(), threading.Lock()
-        self._should_stop = lambda: False
+    insights_config = traitlets.Dict().tag(sync=True)
+    config = traitlets.Dict().tag(sync=True)
+    output = traitlets.List().tag(sync=True)
+    label_details = traitlets.Dict().tag(sync=True)
+    attribution = traitlets.Dict().tag(sync=True)
+    status = traitlets.Dict().tag(sync=True)  # {"state": ..., "text": ..., "seq": n}
+    heartbeat_s = traitlets.Float(HEARTBEAT_S).tag(sync=True)
 
-    # captum's visualize() goes round the dataset until it has 4 rows: 3 photos showed as 6 rows,
-    # and with no example passing the filters it never returns. Here a Fetch goes on from where
-    # the last one stopped up to the dataset's end, and checks the budget before attributing.
-    def visualize(self) -> list:
-        if self._examples is None:  # kept, as captum's cycle() keeps the batches; split as captum does
-            self._examples = [example for batch in self.dataset for example in _batched_generator(
-                batch.inputs, batch.additional_args, batch.labels, 1)]
-        picked = []
-        for turn in range(len(self._examples)):
-            if len(picked) == self._config.num_examples or (turn and self._next == 0):
-                break
-            example, self._next = self._examples[self._next], (self._next + 1) % len(self._examples)
-            if self._keep(*example):
-                picked.append(example)
-        self._check_budget(len(picked), picked[0][0] if picked else ())
-        self._outputs = [(out, SampleCache(*ex)) for ex in picked for out in [self._calculate_vis_output(*ex)] if out]
-        return [out for out, _ in self._outputs]
+    def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES, **kwargs) -> None:
+        self._esm = _esm()
+        super().__init__(**kwargs)
+        self.explorer = InsightsExplorer(visualizer, max_passes)
+        self.insights_config = self.explorer.get_insights_config()
+        self._seq, self._done, self._jobs, self._worker = 0, threading.Event(), queue.SimpleQueue(), None
+        self._done.set()
+        self._say("idle", "Pick a method and press Fetch.")
+        _watch_interrupts()
+        _beating(self)
 
-    def _keep(self, inputs: tuple, args: object, label: torch.Tensor | None) -> bool:
-        if label is None or len(label) == 0:
-            return False  # as captum's _calculate_vis_output: a row needs its label
-        actual = OutputScore(100, int(label[0]), self.classes[int(label[0])])
-        with torch.no_grad():  # captum's own filter, private: there is no public one
-            return any(self._should_keep_prediction(
-                self.attribution_calculation.calculate_predicted_scores(inputs, args, model)[0], actual)
-                for model in self.models)
+    def _say(self, state: str, text: str) -> None:
+        self._seq += 1
+        self.status = {"state": state, "text": text, "seq": self._seq}
 
-    def _check_budget(self, rows: int, inputs: tuple) -> None:
-        method, arguments = self._config.attribution_method, self._config.attribution_arguments
+    @traitlets.observe("config")
+    def _on_fetch(self, change: dict) -> None:
+        if not change["new"]:
+            return
+        ticket = self.explorer.ticket()  # taken here, in the order the presses came
+        self.config = {}  # so that the same settings sent again are a change too
+        self._done.clear()
         try:
-            each = len(self.models) * sum(passes_per_example(method, arguments, tuple(t.shape[1:])) for t in inputs)
-        except ValueError as err:
-            raise BadRequest(f"{method}: {err}") from None
-        if each * rows > self.max_passes:
-            lower = {"Integrated Gradients": "lower n_steps", "Feature Ablation": "use Occlusion with a window",
-                     "Occlusion": "use larger strides or window (3 32 32 with strides 3 32 32 makes 50)"}
-            raise UnprocessableEntity(
-                f"{method} would run the model {each:,} times per photo, {each * rows:,} for {rows}: more than "
-                f"the {self.max_passes:,} one Fetch may take (15 s or so on 2 cores). To lower it, "
-                f"{lower.get(method, 'choose another method')}, or filter by class to fewer photos.")
+            settings = check_settings(change["new"])
+        except InsightsError as err:
+            self._finish(ticket, error=err)
+            return
+        method, started = settings["attribution_method"], time.monotonic()
+        self._say("computing", f"{method}: choosing the photos…")
 
-    def get_insights_config(self) -> dict:
-        config = super().get_insights_config()
-        for method, values in ARGUMENT_DEFAULTS.items():
-            for name, value in values.items():
-                config["method_arguments"][method][name]["value"] = value
-        return config
+        def on_photo(done: int, total: int) -> None:
+            if self._latest(ticket):
+                self._say("computing", f"{method}: photo {done + 1} of {total}…")
+        self.explorer.on_photo = on_photo
 
-    def fetch(self, settings: dict, gone=lambda: False) -> list:
-        """Answer the page's Fetch button: one row per example shown."""
-        def work() -> list:
-            calc = self.attribution_calculation  # its caches are keyed by tensors, new each pass
-            calc.baseline_cache.clear(), calc.transformed_input_cache.clear()
-            self._update_config(settings)  # as captum's own server configures a Fetch
-            return namedtuple_to_dict(self.visualize())
-        return self.run(work, gone)
+        def done(rows: list) -> None:
+            self.output = rows
+            if rows:
+                self._say("done", f"{method}: {len(rows)} photo{'s' * (len(rows) > 1)} in "
+                                  f"{time.monotonic() - started:.1f} s. Click a class under Predicted to explain it.")
+            else:
+                self._say("empty", "No photo matches these filters: clear Filter by Classes or set Prediction "
+                                   "to All, then press Fetch.")
+        self._in_thread(ticket, lambda: self.explorer.fetch(settings, ticket), done)
 
-    def attribute(self, input_index: int, model_index: int, label_index: int, gone=lambda: False) -> dict:
-        """Answer a click on a predicted class: that row's attribution for the class."""
-        def work() -> dict:
-            self._check_budget(1, self._outputs[input_index][1].inputs)
-            return namedtuple_to_dict(self._calculate_attribution_from_cache(input_index, model_index, label_index))
-        return self.run(work, gone)
+    @traitlets.observe("label_details")
+    def _on_click(self, change: dict) -> None:
+        details = change["new"]
+        if not details:
+            return
+        ticket = self.explorer.ticket()
+        self._done.clear()
+        self._say("computing", "Explaining the class you clicked…")
 
-    def run(self, work, gone=lambda: False):
-        """Run ``work()`` as the only computation. A later call, ``close()`` or ``gone()``
-        turning true stops it when the model runs its next layer (``_hook``)."""
-        with self._state:
-            self._latest = ticket = self._latest + 1
-        with self._busy:
-            self._should_stop = lambda: self.closed or self._latest != ticket or gone()
-            if self._should_stop():
-                raise Cancelled()
-            self._worker = threading.get_ident()
-            hooks = [m.register_forward_pre_hook(self._hook) for model in self.models for m in model.modules()]
+        def done(attribution: dict) -> None:
+            self.attribution = attribution  # the UI reads label_details when this arrives: reset after
+            self.label_details = {}
+            self._say("done", "Done: the map now explains the class you clicked.")
+        self._in_thread(ticket, lambda: self.explorer.attribute(
+            details.get("inputIndex"), details.get("modelIndex"), details.get("labelIndex"), ticket), done)
+
+    def _in_thread(self, ticket: int, work, done) -> None:
+        """Run ``work`` in this explorer's own thread, one job after the other: a job whose
+        ticket a newer one replaced ends at once. One thread for all its Fetches, not one each:
+        PyTorch's CPU threads (OpenMP) are set up once per thread that computes."""
+        def job() -> None:
             try:
-                return work()
-            finally:
-                self._worker = None
-                for hook in hooks:
-                    hook.remove()
+                result = work()
+            except Exception as err:  # noqa: BLE001: shown in the widget, the kernel goes on
+                self._finish(ticket, error=err)
+            else:
+                if self._latest(ticket):
+                    done(result)
+                self._finish(ticket)
+        self._jobs.put(job)
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="captum-insights-fetch", daemon=True)
+            self._worker.start()
 
-    def _hook(self, module: torch.nn.Module, args: tuple) -> None:
-        if threading.get_ident() == self._worker and self._should_stop():
-            raise Cancelled()  # the notebook's own calls of the model run in other threads
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
 
-    def close(self, timeout: float = CANCEL_WAIT_S) -> bool:
-        """Cancel the running computation; True once none runs."""
-        with self._state:
-            self.closed, self._latest = True, self._latest + 1
-        if not self._busy.acquire(timeout=timeout):
-            return False
-        self._busy.release()
-        return True
+    def _latest(self, ticket: int) -> bool:
+        return ticket == self.explorer._latest
 
+    def _finish(self, ticket: int, error: Exception | None = None) -> None:
+        if isinstance(error, Cancelled) and str(error) == SUPERSEDED:
+            return  # the newer Fetch reports for itself
+        if isinstance(error, Cancelled):
+            self._say("stopped", f"{error} Press Fetch to start again.")
+        elif isinstance(error, InsightsError):
+            self._say("error", str(error))
+        elif error is not None:  # e.g. DeepLift on a model it cannot take
+            self._say("error", f"{type(error).__name__}: {error}. Choose another method, or change the "
+                               f"model or the visualizer, then press Fetch.")
+        self._done.set()
 
-def _settings(body: object) -> dict:
-    """A Fetch request as captum's settings. The page builds it, but anyone with the token can
-    send another: checked with captum's own converters and limits, so a bad one gets a 400."""
-    method = body.get("attribution_method") if isinstance(body, dict) else None
-    if method not in ATTRIBUTION_NAMES_TO_METHODS:
-        raise BadRequest(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}")
-    config = ATTRIBUTION_METHOD_CONFIG.get(method)
-    params, post = (config.params, config.post_process or {}) if config else ({}, {})
-    given, classes = body.get("arguments") or {}, body.get("classes", [])
-    if not isinstance(given, dict) or set(given) - set(params) or not isinstance(classes, list):
-        raise BadRequest(f"{method} takes the arguments {sorted(params) or 'none'}; classes is a list of names")
-    arguments = {**{k: c.value for k, c in params.items()}, **ARGUMENT_DEFAULTS.get(method, {}), **given}
-    try:
-        arguments.update({k: post.get(k, int if isinstance(c, NumberConfig) else str)(arguments[k]) for k, c in params.items()})
-    except (TypeError, ValueError) as err:
-        raise BadRequest(f"{method}: {err}") from None
-    for name, cfg in params.items():  # captum's own limits, e.g. at most 100 perturbations per pass
-        low, high = (cfg.limit[0] or 1, cfg.limit[1] or 10 ** 6) if isinstance(cfg, NumberConfig) else (0, 0)
-        if low and not low <= arguments[name] <= high:
-            raise BadRequest(f"{method}: {name} must be from {low} to {high}")
-    if method == "Integrated Gradients":  # not on the page. captum's default runs all steps in one
-        arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH  # batch: memory grows with n_steps
-    return {"attribution_method": method, "arguments": arguments, "prediction": body.get("prediction", "all"),
-            "classes": classes}
+    def fetch(self, attribution_method: str = "Integrated Gradients", prediction: str = "all",
+              classes: list | None = None, wait: float | None = 600, **arguments) -> list:
+        """Press Fetch as the page does, with ``attribution_method`` and its ``arguments`` (the
+        page's defaults for the rest); wait up to ``wait`` seconds and return the rows."""
+        self.config = {"attribution_method": attribution_method, "prediction": prediction, "classes": classes or [],
+                       "arguments": arguments}
+        if wait is not None and not self._done.wait(wait):
+            raise TimeoutError(f"the Fetch did not end in {wait} s")
+        if self.status.get("state") in ("error", "stopped"):
+            raise InsightsError(self.status["text"])
+        return self.output
 
+    def stop(self, why: str = "Stopped.") -> None:
+        """Stop a running Fetch; the widget stays."""
+        self.explorer.stop(why)
 
-def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int = MAX_PASSES,
-               proxy_context: str | None = None, colab: bool = False, any_host: bool = False) -> Flask:
-    """Insights' app for one visualizer: the page, ``init``, ``fetch`` and ``attribute`` as in
-    captum's server, under ``/<token>/`` with the checks of ``webserver.protect``."""
-    explorer = InsightsExplorer(visualizer, max_passes)
-    app = Flask(__name__, static_folder=str(FRONTEND / "static"))
-    script = f"<script>{ERRORS_JS.read_text(encoding='utf-8')}</script></head>"
-    html = (FRONTEND / "index.html").read_text(encoding="utf-8").replace("</head>", script)
-
-    @app.route("/")
-    def index() -> Response:
-        return Response(html, mimetype="text/html")
-
-    @app.route("/init")
-    def init() -> Response:
-        return jsonify(explorer.get_insights_config())
-
-    @app.route("/fetch", methods=["POST"])
-    def fetch() -> Response:
-        return jsonify(explorer.fetch(_settings(json_body()), client_gone))
-
-    @app.route("/attribute", methods=["POST"])
-    def attribute() -> Response:
-        body = json_body()
-        indices = [body.get(k) if isinstance(body, dict) else None for k in ("inputIndex", "modelIndex", "labelIndex")]
-        return jsonify(explorer.attribute(*indices, client_gone))
-
-    @app.errorhandler(Exception)  # the page shows the message; the server keeps serving
-    def failed(err: Exception) -> tuple[Response, int]:
-        if isinstance(err, HTTPException):
-            return jsonify(error=err.description), err.code
-        app.logger.warning("Insights could not compute this: %r", err)  # e.g. DeepLift on a model it can't take
-        return jsonify(error=f"{type(err).__name__}: {err}"), 500
-
-    app.explorer, app.token = explorer, token  # type: ignore[attr-defined]
-    return protect(app, token, any_host=any_host, proxy_context=proxy_context, colab=colab)
-
-
-class InsightsServer:
-    """A running Insights page: ``url`` is what the browser opens (it carries the token),
-    ``stop()`` cancels a running Fetch and frees the port."""
-
-    def __init__(self, url: str, local_url: str, server: Server, explorer: InsightsExplorer, token: str) -> None:
-        self.url, self.local_url, self.token, self.explorer, self._server = url, local_url, token, explorer, server
-        self.host, self.port = server.host, server.port
-        _RUNNING.add(self)
-
-    @property
-    def running(self) -> bool:
-        return self._server.running
-
-    def stop(self) -> None:
-        """Stop serving within about CANCEL_WAIT_S, a running Fetch included; again: nothing."""
+    def close(self) -> None:
+        """Stop a running Fetch (within CANCEL_WAIT_S) and remove the widget."""
+        _LIVE.discard(self)
         self.explorer.close()
-        self._server.stop()
+        self._jobs.put(None)  # the worker thread ends after the job it is on
+        super().close()
 
-    def __repr__(self) -> str:
-        return f"<Captum Insights at {self.url} ({'running' if self.running else 'stopped'})>"
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was
+        return "Captum Insights (a live widget: run the notebook's cells to see it)"
 
 
-_RUNNING: weakref.WeakSet[InsightsServer] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[InsightsWidget] = weakref.WeakSet()
+_heart = threading.Lock()
+_heart_thread: threading.Thread | None = None
+
+
+def _beating(widget: InsightsWidget) -> None:
+    """Tell every open widget, every HEARTBEAT_S, that its kernel is there: after a restart or a
+    shutdown the beats stop, and the widget says so instead of waiting for ever."""
+    global _heart_thread
+    _LIVE.add(widget)
+
+    def beat() -> None:
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with _heart:
+                widgets = list(_LIVE)
+                if not widgets:
+                    global _heart_thread
+                    _heart_thread = None
+                    return
+            for each in widgets:
+                if each.comm is not None:
+                    each.send({"beat": time.time()})
+    with _heart:
+        if _heart_thread is None:
+            _heart_thread = threading.Thread(target=beat, name="captum-insights-heartbeat", daemon=True)
+            _heart_thread.start()
+
+
+def _stop_all(why: str) -> None:
+    for widget in list(_LIVE):
+        widget.stop(why)
+
+
+_watching = False
+
+
+def _watch_interrupts() -> None:
+    """Kernel -> Interrupt stops running Fetches. An idle ipykernel ignores SIGINT; it keeps the
+    handler it restores after each message in ``saved_sigint_handler``, so ours goes there. An
+    interrupt during a cell reaches the cell; post_run_cell then stops the Fetches too."""
+    global _watching
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if _watching or kernel is None or not hasattr(kernel, "saved_sigint_handler") or (
+            threading.current_thread() is not threading.main_thread()):
+        return
+    previous = kernel.saved_sigint_handler
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        _stop_all("Stopped: the kernel was interrupted.")
+        if callable(previous):
+            previous(signum, frame)
+
+    def after_cell(result: object) -> None:
+        if isinstance(getattr(result, "error_in_exec", None), KeyboardInterrupt):
+            _stop_all("Stopped: the kernel was interrupted.")
+    kernel.saved_sigint_handler = on_interrupt
+    if signal.getsignal(signal.SIGINT) is previous:  # not inside a message's handler: set it now
+        signal.signal(signal.SIGINT, on_interrupt)
+    shell.events.register("post_run_cell", after_cell)
+    _watching = True
 
 
 @atexit.register
-def _stop_all() -> None:
-    for handle in list(_RUNNING):  # torch still computing in a daemon thread at exit aborts the process,
-        handle.explorer.close(timeout=30)  # so wait for the cancel to land even on a busy machine
-        handle.stop()
+def _close_all() -> None:
+    for widget in list(_LIVE):  # torch still computing in a daemon thread at exit aborts the process,
+        widget.explorer.close(timeout=30)  # so wait for the cancel to land even on a busy machine
 
 
-def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int = 0, proxy: bool | None = None,
-          colab: bool = False, max_passes: int = MAX_PASSES) -> InsightsServer:
-    """Serve Insights for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
-    ``host`` stays loopback unless you ask (``"0.0.0.0"``: every network)."""
-    token, server = secrets.token_urlsafe(24), Server(host, port)
-    base = jupyter_base_url() if proxy or (proxy is None and os.environ.get("JUPYTERHUB_SERVICE_PREFIX")) else None
-    app = create_app(visualizer, token, max_passes=max_passes, colab=colab, any_host=host in ("", "0.0.0.0", "::"),
-                     proxy_context=f"{base}proxy/{server.port}" if base else None)
-    shown = {"": LOOPBACK, "0.0.0.0": LOOPBACK, "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-    local_url = f"http://{shown}:{server.port}/{token}/"
-    handle = InsightsServer(f"{base}proxy/{server.port}/{token}/" if base else local_url, local_url, server,
-                            app.explorer, token)
-    server.start(app)
-    return handle
-
-
-def open_insights(visualizer: AttributionVisualizer, *, height: int = 820, host: str = LOOPBACK, port: int = 0,
-                  proxy: bool | None = None, max_passes: int = MAX_PASSES) -> InsightsServer:
-    """Open Captum Insights for ``visualizer`` in the notebook cell; returns at once. ``proxy``:
-    through jupyter-server-proxy (default: on JupyterHub; True for a Jupyter server on another
-    machine). ``max_passes``: the work one Fetch may do."""
+def open_insights(visualizer: AttributionVisualizer, *, max_passes: int = MAX_PASSES) -> InsightsWidget:
+    """Show Captum Insights for ``visualizer`` in the cell's output and return the widget (what
+    the walkthrough's ``visualizer.render()`` shows, in every front end). ``max_passes``: the
+    work one Fetch may do."""
     from IPython import get_ipython
-    from IPython.display import IFrame, display
+    from IPython.display import display
 
-    colab = "google.colab" in sys.modules and get_ipython() is not None
-    handle = serve(visualizer, host=host, port=port, proxy=proxy and not colab, colab=colab, max_passes=max_passes)
-    if colab:  # the browser cannot reach the Colab kernel's 127.0.0.1; Colab's proxy can
-        from google.colab import output
-
-        print("Captum Insights, below: pick a method, press Fetch (.stop() closes it)")
-        output.serve_kernel_port_as_iframe(handle.port, path=f"/{handle.token}/", height=height)
-        return handle
-    print(f"Captum Insights: {handle.url}  (pick a method, press Fetch; .stop() closes it)")
-    if get_ipython() is not None:
-        display(IFrame(handle.url, width="100%", height=height))
-    return handle
+    widget = InsightsWidget(visualizer, max_passes=max_passes)
+    if get_ipython() is None:
+        print("Captum Insights is a notebook widget; outside a notebook run `python -m captum_course insights`.")
+    else:
+        display(widget)
+    return widget

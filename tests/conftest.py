@@ -151,9 +151,10 @@ def lite0():
 
 @pytest.fixture
 def insights_server():
-    """Start Captum Insights servers with ``insights_server(visualizer, **serve_kwargs)``: each
-    stops by itself after INSIGHTS_LIFETIME_S, and all are stopped and checked after the test."""
-    from captum_helpers.insights import serve
+    """Start the command line's Captum Insights servers with ``insights_server(visualizer,
+    **serve_kwargs)``: each stops by itself after INSIGHTS_LIFETIME_S, and all are stopped and
+    checked after the test."""
+    from captum_course.insights import serve
 
     handles = []
 

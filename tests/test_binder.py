@@ -108,13 +108,14 @@ def _binder_requirements() -> set[str]:
     return {line.strip()[2:].strip().strip('"') for line in lines if line.strip().startswith("- ")}
 
 
-def test_binder_environment_mirrors_pyproject_with_cpu_torch_and_server_proxy():
+def test_binder_environment_mirrors_pyproject_with_cpu_torch_and_anywidget_beside_jupyter():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["lab"])
     have = _binder_requirements()
     missing = sorted(r for r in wanted if r not in have)
     assert not missing, f"binder/environment.yml lacks (or pins differently): {missing}"
-    assert any(r.startswith("jupyter-server-proxy") for r in have)
+    conda_side = (BINDER / "environment.yml").read_text().split("  - pip:")[0]
+    assert "- anywidget" in conda_side  # with the Jupyter server, which must have its extension
     assert "--extra-index-url=https://download.pytorch.org/whl/cpu" in have
     assert not any(r.startswith("-e") for r in have)  # the repository is not in the image yet then
 

@@ -115,6 +115,22 @@ def test_a_run_writes_its_measurements_as_json_and_markdown(tmp_path, monkeypatc
     assert f"rounded up: **{data['sizing']['limit_gb']} GB**" in report
 
 
+def test_in_a_notebook_that_opens_insights_each_learner_presses_fetch(tmp_path):
+    """The simulator presses Fetch in notebook 05's explorer (``insights``) after its cells, as a
+    learner does: the memory it measures includes the explorer in use."""
+    from explorers import MAKE_VISUALIZER
+
+    course = tmp_path / "notebooks"
+    course.mkdir()
+    opening = MAKE_VISUALIZER + "from captum_helpers import open_insights\ninsights = open_insights(make('a'))"
+    nbformat.write(new_notebook(cells=[new_code_cell(opening)]), course / "05_tiny.ipynb")
+    env = class_load.kernel_env({"IPYTHONDIR": str(tmp_path / "ipython")})
+    (learner,) = asyncio.run(class_load.simulate(1, [course / "05_tiny.ipynb"], keep_open=False, env=env,
+                                                 interval=0.5, cell_timeout=120, fetches=2))
+    (run,) = learner.runs
+    assert run.error is None and run.fetches == 2
+
+
 def test_a_failing_notebook_is_reported_and_without_a_one_learner_run_there_is_no_sizing(tmp_path, monkeypatch):
     course = tmp_path / "notebooks"
     course.mkdir()

@@ -1,22 +1,30 @@
-"""Captum Insights in a real headless Chromium: the served page, notebook 05 run inside
-JupyterLab 4 (the full notebook, whose solutions open more explorers), Notebook 7 and the classic
-Notebook (the learner copy, what a class opens), and the page behind jupyter-server-proxy as on
-JupyterHub.
+"""Captum Insights in a real headless Chromium: notebook 05 run with Run All in JupyterLab 4 (the
+full notebook, whose solutions open more explorers), Notebook 7 and the classic Notebook (the
+learner copy, what a class opens), and through a real JupyterHub; the command line's served page.
 
-Needs Debian's ``chromium`` and the ``playwright`` package (see tests/browser.py); without
-them these tests skip locally and fail under CI=true. Nothing here reaches the internet.
+In every one: the widget renders in the output area, Fetch shows one row per photo, clicking
+another class recomputes its map, and the page asks nothing of any host but 127.0.0.1 (the
+widget's scripts come from installed packages). In JupyterLab also: an error shows in the widget,
+the kernel listens on nothing but its ZMQ ports, and after a kernel restart the widget says so.
+
+Needs Debian's ``chromium`` and the ``playwright`` package (see tests/browser.py), and for the hub
+configurable-http-proxy (npm, `make setup`); without them these tests skip locally and fail under
+CI=true. Nothing here reaches the internet.
 """
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nbformat
+import psutil
 import pytest
 
-from browser import JupyterServer, launch_chromium, skip_or_fail
+from browser import JupyterHub, JupyterServer, launch_chromium, skip_or_fail
 from captum_course.handouts import learner_notebook
 from captum_course.insights import build_visualizer
 from captum_helpers import categories, photo_label, photo_paths
@@ -25,6 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "05_captum_insights.ipynb"
 FETCH_TIMEOUT_MS = 180_000  # Integrated Gradients on 3 photos takes seconds; a busy CI runner, longer
 FIRST_PAGE = photo_paths()[:4]  # Insights shows 4 examples a Fetch, whatever img/ holds
+SCORE = re.compile(r"\(\d\.\d{3}\)$")  # a predicted class's button: "tiger cat (0.233)"
+# Errors the front ends raise on their own, with a notebook that only prints (checked with one):
+# Notebook 7 and the classic Notebook each report one while they load.
+FRONT_END_ERRORS = ("Cannot read properties of undefined (reading 'schema')", "module is not defined")
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -43,35 +55,202 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def context(browser):
+    """A browser context that records any request to a host but 127.0.0.1 (the machine has no
+    internet, so it would fail anyway) and the page's uncaught errors; both must be empty at the
+    end. Events, not routes: a route would hold every request until the test next calls Playwright."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    elsewhere, errors = [], []
+
+    def record(request) -> None:
+        if urlsplit(request.url).hostname not in ("127.0.0.1", "localhost", None):
+            elsewhere.append(request.url)
+    context.on("request", record)
+    context.on("page", lambda page: page.on("pageerror", lambda error: errors.append(str(error))))
+    yield context
+    context.close()
+    assert not elsewhere, f"the page asked other hosts: {elsewhere}"
+    assert not [e for e in errors if not e.startswith(FRONT_END_ERRORS)], errors
+
+
+@pytest.fixture
+def page(context):
     page = context.new_page()
     page.set_default_timeout(60_000)
-    yield page
-    context.close()
+    return page
+
+
+def fetch_and_check_rows(root) -> None:
+    """Press Fetch in an Insights page or widget (a Page or a Locator); check what a user sees:
+    one row per photo with its predicted classes, its label and two pictures; then click another
+    class of the first photo and see its map change."""
+    root.get_by_role("button", name="Fetch").click()
+    originals = root.locator("img[alt=original]")
+    expect(originals).to_have_count(len(FIRST_PAGE), timeout=FETCH_TIMEOUT_MS)
+    expect(root.locator("img[alt=attribution]")).to_have_count(len(FIRST_PAGE))
+    for image in [*originals.all(), *root.locator("img[alt=attribution]").all()]:
+        expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,."))
+        assert image.evaluate("img => img.complete && img.naturalWidth") > 0  # a picture that decodes
+    expect(root.locator("text=Photo (Image)")).to_have_count(len(FIRST_PAGE))  # each photo once
+    text = root.locator("body").inner_text() if hasattr(root, "goto") else root.inner_text()
+    for path in FIRST_PAGE:
+        assert categories()[photo_label(path)] in text
+    assert "espresso (0." in text and "missile (0." in text  # predictions with scores
+
+    first_map = root.locator("img[alt=attribution]").first
+    before = first_map.get_attribute("src")
+    root.get_by_role("button", name=SCORE).nth(1).click()  # the first photo's second class
+    expect(first_map).not_to_have_attribute("src", before, timeout=FETCH_TIMEOUT_MS)
+
+
+def run_all(page, app: str) -> None:
+    if app == "nbclassic":
+        expect(page.locator("#kernel_indicator_icon.kernel_idle_icon")).to_be_attached(timeout=120_000)
+        page.locator("#celllink").click()  # Cell -> Run All
+        page.locator("#run_all_cells a").click()
+    else:
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def widgets_after_run_all(page, notebook: Path, output: str):
+    """The Insights widgets in the notebook's outputs, once Run All has made all of them."""
+    widgets = page.locator(f"{output} .captum-insights-status")
+    expect(widgets).to_have_count(_open_insights_calls(notebook), timeout=240_000)  # solutions open more
+    first = page.locator(output).filter(has=page.locator(".captum-insights-status")).first
+    first.scroll_into_view_if_needed()
+    expect(first.get_by_text("Instance Attribution")).to_be_visible(timeout=60_000)
+    expect(first.locator(".captum-insights-status")).to_contain_text("press Fetch")
+    return first
+
+
+@pytest.mark.parametrize("app, path, learner, output", [
+    ("notebook", "notebooks/notebooks/", True, ".jp-OutputArea-output"),
+    ("nbclassic", "nbclassic/notebooks/notebooks/", True, ".output_area"),
+], ids=["notebook-7", "classic-notebook"])
+def test_notebook_05_run_all_shows_the_widget_and_fetches(page, tmp_path, app, path, learner, output):
+    """Notebook 7 and the classic Notebook (nbclassic), on the learner copy: their own menus and
+    output areas, the same widget."""
+    notebook = _course(tmp_path / "course", learner)
+    with JupyterServer(app, root_dir=tmp_path / "course", tmp_path=tmp_path) as server:
+        page.goto(server.url(f"{path}{NOTEBOOK.name}?token={server.token}"))
+        server.wait_for_kernel()
+        run_all(page, app)
+        fetch_and_check_rows(widgets_after_run_all(page, notebook, output))
+        assert any("Model: efficientnet_lite0" in t for t in page.locator(output).all_text_contents())  # offline
+
+
+def test_notebook_05_in_jupyterlab_errors_sockets_and_a_restart(page, tmp_path):
+    """JupyterLab 4 on the full notebook: Run All, Fetch, a click; a refused method says what to
+    lower; the kernel listens on nothing but its own five ZMQ ports; after a restart the widget
+    says its kernel is gone instead of spinning."""
+    notebook = _course(tmp_path / "course", learner=False)
+    with JupyterServer("lab", root_dir=tmp_path / "course", tmp_path=tmp_path) as lab:
+        page.goto(lab.url(f"lab/tree/notebooks/{NOTEBOOK.name}?token={lab.token}"))
+        lab.wait_for_kernel()
+        run_all(page, "lab")
+        widget = widgets_after_run_all(page, notebook, ".jp-OutputArea-output")
+        fetch_and_check_rows(widget)
+        lab.wait_for_kernel()  # Run All has ended
+
+        (kernel,) = api(lab, "api/kernels")
+        connection = Path(lab.env["JUPYTER_RUNTIME_DIR"]) / f"kernel-{kernel['id']}.json"
+        ports = {json.loads(connection.read_text())[name]
+                 for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")}
+        ports.add(int(ask_kernel(connection, "get_ipython().kernel.iopub_thread._pipe_port")))  # ipykernel's
+        process = next(p for p in psutil.Process(lab.process.pid).children(recursive=True)  # ZMQ pipe for
+                       if any(kernel["id"] in part for part in p.cmdline()))  # the output of subprocesses
+        listening = {c.laddr.port for proc in [process, *process.children(recursive=True)]
+                     for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        assert listening == ports, f"the kernel listens on {listening}, its ZMQ sockets are {ports}"
+
+        widget.locator("select[name=selected_method]").select_option("Feature Ablation")
+        widget.get_by_role("button", name="Fetch").click()
+        status = widget.locator(".captum-insights-status")
+        expect(status).to_contain_text("150,529 times per photo", timeout=60_000)  # and what to lower
+        expect(status).to_have_attribute("data-state", "error")
+
+        api(lab, f"api/kernels/{kernel['id']}/restart", method="POST")
+        expect(status).to_contain_text("No word from the kernel", timeout=30_000)
+        expect(status).to_have_attribute("data-state", "lost")
+
+
+def test_notebook_05_through_a_real_jupyterhub(browser, context, tmp_path):
+    """Alice logs in to a JupyterHub, gets JupyterLab through the hub's proxy, runs notebook 05
+    and uses the widget, as on the day; Bob, logged in too, is refused at Alice's server."""
+    hub = JupyterHub(tmp_path, ["alice", "bob"])
+    notebook = _course(hub.home / "alice", learner=True)
+    with hub:
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        hub.log_in(page, "alice")
+        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=180_000)  # her server, spawned by the hub
+        page.goto(hub.url(f"user/alice/lab/tree/notebooks/{NOTEBOOK.name}"))
+        hub.wait_for_kernel("alice")
+        run_all(page, "lab")
+        fetch_and_check_rows(widgets_after_run_all(page, notebook, ".jp-OutputArea-output"))
+
+        bob = browser.new_context()
+        try:
+            bobs_page = bob.new_page()
+            hub.log_in(bobs_page, "bob", next_path="/hub/home")
+            bobs_page.wait_for_url(re.compile(r"/hub/home"))
+            for path in [f"user/alice/lab/tree/notebooks/{NOTEBOOK.name}", "user/alice/api/kernels"]:
+                assert bobs_page.goto(hub.url(path)).status == 403, path
+        finally:
+            bob.close()
+
+
+def ask_kernel(connection: Path, expression: str) -> str:
+    """What ``print(expression)`` prints in the kernel of ``connection`` (a second client of it)."""
+    from jupyter_client import BlockingKernelClient
+
+    client = BlockingKernelClient(connection_file=str(connection))
+    client.load_connection_file()
+    client.start_channels(hb=False)
+    try:
+        printed = []
+        reply = client.execute_interactive(f"print({expression})", timeout=60, output_hook=lambda msg: printed.append(
+            msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(printed).strip()
+    finally:
+        client.stop_channels()
+
+
+def api(server: JupyterServer, path: str, method: str = "GET"):
+    request = urllib.request.Request(server.url(path), method=method, data=b"" if method == "POST" else None,
+                                     headers={"Authorization": f"token {server.token}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+def _open_insights_calls(path: Path) -> int:
+    cells = json.loads(path.read_text())["cells"]
+    return sum(len(re.findall(r"^\w+ = open_insights\(", "".join(c["source"]), re.M))
+               for c in cells if c["cell_type"] == "code")
+
+
+def _course(folder: Path, learner: bool) -> Path:
+    """A course folder with notebook 05, or its learner copy, and the photos; the browser's kernel
+    writes outputs there, never into the repository."""
+    notebooks = folder / "notebooks"
+    notebooks.mkdir(parents=True)
+    if learner:
+        nbformat.write(learner_notebook(nbformat.read(NOTEBOOK, as_version=4))[0], notebooks / NOTEBOOK.name)
+    else:
+        shutil.copy(NOTEBOOK, notebooks)
+    (folder / "img").symlink_to(ROOT / "img")
+    return notebooks / NOTEBOOK.name
+
+
+# --- the command line's page ------------------------------------------------------------------
 
 
 @pytest.fixture
 def insights(lite0, insights_server):
-    """Notebook 05's explorer served from this process (conftest's shared fixture)."""
+    """Notebook 05's explorer served by the command line's server, from this process."""
     return lambda **kwargs: insights_server(build_visualizer(lite0), **kwargs)
-
-
-def fetch_and_check_rows(frame) -> None:
-    """Press Fetch in an Insights page (a Page or a FrameLocator); check what a user sees:
-    one row per photo with its predicted classes, its label and two pictures."""
-    frame.get_by_role("button", name="Fetch").click()
-    originals = frame.locator("img[alt=original]")
-    expect(originals).to_have_count(len(FIRST_PAGE), timeout=FETCH_TIMEOUT_MS)
-    expect(frame.locator("img[alt=attribution]")).to_have_count(len(FIRST_PAGE))
-    for image in [*originals.all(), *frame.locator("img[alt=attribution]").all()]:
-        expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,."))
-        assert image.evaluate("img => img.complete && img.naturalWidth") > 0  # a picture that decodes
-    expect(frame.locator("text=Photo (Image)")).to_have_count(len(FIRST_PAGE))  # each photo once
-    page_text = frame.locator("body").inner_text()
-    for path in FIRST_PAGE:
-        assert categories()[photo_label(path)] in page_text
-    assert "espresso (0." in page_text and "missile (0." in page_text  # predictions with scores
 
 
 def test_served_page_fetch_shows_one_row_per_photo(page, insights):
@@ -94,82 +273,3 @@ def test_page_filters_by_class_and_reports_refused_settings(page, insights):
     page.get_by_role("button", name="Fetch").click()
     expect(page.get_by_role("alert")).to_contain_text("150,529 times per photo")  # and what to lower
     expect(page.get_by_text("CAPTUM INSIGHTS", exact=False)).to_be_visible()  # the page is still there
-
-
-@pytest.mark.parametrize("app, path, learner", [("lab", "lab/tree/notebooks/", False),
-                                               ("notebook", "notebooks/notebooks/", True)],
-                         ids=["jupyterlab-4", "notebook-7"])
-def test_notebook_05_run_all_shows_insights_and_fetches(page, tmp_path, app, path, learner):
-    """Start JupyterLab or Notebook 7, open notebook 05, Run All Cells, use Insights in the output."""
-    notebook = _course(tmp_path, learner)
-    with JupyterServer(app, root_dir=tmp_path / "course", tmp_path=tmp_path) as lab:
-        page.goto(lab.url(f"{path}{NOTEBOOK.name}?token={lab.token}"))
-        lab.wait_for_kernel()
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-
-        iframe = page.locator(".jp-OutputArea-output iframe")
-        expect(iframe).to_have_count(_open_insights_calls(notebook), timeout=180_000)  # solutions open more
-        iframe.first.scroll_into_view_if_needed()
-        frame = page.frame_locator(".jp-OutputArea-output iframe").first
-        expect(frame.get_by_text("Instance Attribution")).to_be_visible(timeout=60_000)
-        fetch_and_check_rows(frame)
-        outputs = page.locator(".jp-OutputArea-output").all_text_contents()
-        assert any("Model: efficientnet_lite0" in text for text in outputs), outputs  # the offline model
-
-
-def test_notebook_05_run_all_in_the_classic_notebook(page, tmp_path):
-    """The same in the classic Notebook (nbclassic), on the learner copy: its own menus and output areas."""
-    notebook = _course(tmp_path, learner=True)
-    with JupyterServer("nbclassic", root_dir=tmp_path / "course", tmp_path=tmp_path) as classic:
-        page.goto(classic.url(f"nbclassic/notebooks/notebooks/{NOTEBOOK.name}?token={classic.token}"))
-        classic.wait_for_kernel()
-        expect(page.locator("#kernel_indicator_icon.kernel_idle_icon")).to_be_attached(timeout=120_000)
-        page.locator("#celllink").click()  # Cell -> Run All
-        page.locator("#run_all_cells a").click()
-
-        iframe = page.locator(".output_area iframe")
-        expect(iframe).to_have_count(_open_insights_calls(notebook), timeout=180_000)
-        iframe.first.scroll_into_view_if_needed()
-        frame = page.frame_locator(".output_area iframe").first
-        expect(frame.get_by_text("Instance Attribution")).to_be_visible(timeout=60_000)
-        fetch_and_check_rows(frame)
-        outputs = page.locator(".output_area").all_text_contents()
-        assert any("Model: efficientnet_lite0" in text for text in outputs), outputs
-
-
-def _open_insights_calls(path):
-    cells = json.loads(path.read_text())["cells"]
-    return sum(len(re.findall(r"^\w+ = open_insights\(", "".join(c["source"]), re.M))
-               for c in cells if c["cell_type"] == "code")
-
-
-def _course(tmp_path, learner: bool) -> Path:
-    """A course folder in ``tmp_path`` with notebook 05, or its learner copy, and the photos; the
-    browser's kernel writes outputs there, never into the repository."""
-    notebooks = tmp_path / "course" / "notebooks"
-    notebooks.mkdir(parents=True)
-    if learner:
-        nbformat.write(learner_notebook(nbformat.read(NOTEBOOK, as_version=4))[0], notebooks / NOTEBOOK.name)
-    else:
-        shutil.copy(NOTEBOOK, notebooks)
-    (tmp_path / "course" / "img").symlink_to(ROOT / "img")
-    return notebooks / NOTEBOOK.name
-
-
-def test_behind_jupyter_server_proxy_as_on_jupyterhub(page, insights, tmp_path, monkeypatch):
-    """A Jupyter server with a token and base URL /user/alice/, as JupyterHub starts one; the
-    kernel's explorer is reached at {prefix}proxy/{port}/, through the Jupyter server."""
-    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
-    handle = insights()
-    assert handle.url == f"/user/alice/proxy/{handle.port}/{handle.token}/"
-    with JupyterServer("server", root_dir=tmp_path, tmp_path=tmp_path, base_url="/user/alice/") as jupyter:
-        denied = page.goto(f"http://127.0.0.1:{jupyter.port}{handle.url}")
-        assert denied.status in (302, 403) or "login" in page.url  # the proxy needs the token
-        page.goto(f"http://127.0.0.1:{jupyter.port}{handle.url}?token={jupyter.token}")
-        expect(page.get_by_text("Instance Attribution")).to_be_visible()
-        assert page.url.startswith(f"http://127.0.0.1:{jupyter.port}/user/alice/proxy/{handle.port}/")
-        fetch_and_check_rows(page)
-        # logged in to Jupyter, as another user of the hub's machine could be: still no way in
-        for path in ["", "init", "static/js/"]:
-            assert page.goto(f"http://127.0.0.1:{jupyter.port}/user/alice/proxy/{handle.port}/{path}").status == 403

@@ -25,7 +25,18 @@ def test_importing_the_package_brings_no_web_framework_and_no_tools():
 
 def test_insights_is_imported_when_first_used():
     loaded = _modules_after("from captum_helpers import open_insights")
-    assert {"flask", "captum_helpers.insights"} <= loaded
+    assert {"anywidget", "captum_helpers.insights"} <= loaded
+    assert "captum_course" not in loaded and "captum_course.webserver" not in loaded  # nor its server
+
+
+def test_the_package_holds_no_web_server():
+    """Notebook 05's explorer talks over the kernel's own channel: nothing in captum_helpers
+    listens (the command line's server is in captum_course)."""
+    for path in (ROOT / "captum_helpers").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        for word in (".bind(", ".listen(", "serve_forever", "werkzeug", "flask", "Flask(", "http.server",
+                     "socketserver", "aiohttp", "tornado"):
+            assert word not in source, f"{path.name} mentions {word}"
 
 
 def test_an_unknown_name_is_an_attribute_error():

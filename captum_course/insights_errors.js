@@ -1,4 +1,4 @@
-// Injected into Captum Insights' page by captum_helpers/insights.py. The page spins forever
+// Injected into Captum Insights' page by captum_course/insights.py. The page spins forever
 // when a request fails (for example a Fetch over the work budget): show the server's message
 // above it instead, and an empty result for a failed Fetch.
 (function () {

@@ -1,4 +1,5 @@
-"""A web server on a loopback port that only the notebook's user can use (for insights.py).
+"""A web server on a loopback port that only its user can use (for the command line's explorer,
+insights.py).
 
 A port on 127.0.0.1 is open to every user of the machine (The Littlest JupyterHub puts a whole
 class on one host), to their jupyter-server-proxy, and to web pages through DNS rebinding or a
@@ -9,7 +10,6 @@ origin and up to MAX_BODY bytes, serves at most THREADS connections and drops id
 from __future__ import annotations
 
 import hmac
-import os
 import select
 import socket
 import threading
@@ -20,31 +20,25 @@ from werkzeug.exceptions import Forbidden, RequestEntityTooLarge, UnsupportedMed
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 LOOPBACK, LOOPBACK_NAMES = "127.0.0.1", {"127.0.0.1", "localhost", "::1"}
-COLAB_DOMAINS = ("-colab.googleusercontent.com", ".colab.dev")  # where Colab's proxy serves a kernel port
 MAX_BODY = 1 << 20  # bytes; Insights' own requests are under 1 KB
 THREADS, IDLE_TIMEOUT_S = 16, 10.0  # an Insights page opens about 6 connections
 
 
-def protect(app: Flask, token: str, *, any_host: bool = False, proxy_context: str | None = None,
-            colab: bool = False) -> Flask:
+def protect(app: Flask, token: str, *, any_host: bool = False) -> Flask:
     """Serve ``app`` under ``/<token>/`` only, with the checks above. ``any_host``: the server
-    listens on every network; ``proxy_context``: the path jupyter-server-proxy forwards from;
-    ``colab``: Colab's proxy, which sends its own Host and may drop a POST's type."""
+    listens on every network, and any Host may reach it."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # also bounds a body sent without a length
 
     @app.before_request
     def check() -> Response | None:
         name, origin = urlsplit("//" + request.host).hostname or "", urlsplit(request.headers.get("Origin", ""))
-        colab_ok = lambda n: colab and (n or "").endswith(COLAB_DOMAINS)  # noqa: E731
-        if not (any_host or name in LOOPBACK_NAMES or colab_ok(name)
-                or (proxy_context and request.headers.get("X-Forwarded-Context") == proxy_context)):
-            raise Forbidden(f"Host {request.host!r} is not allowed: open the address open_insights showed.")
+        if not (any_host or name in LOOPBACK_NAMES):
+            raise Forbidden(f"Host {request.host!r} is not allowed: open the address the command printed.")
         if not hmac.compare_digest(request.environ["private.token"], token.encode()):
-            raise Forbidden("This Captum Insights server needs its token: open the address open_insights showed.")
-        if request.method == "POST" and "Origin" in request.headers and (
-                origin.netloc.lower() != request.host.lower() and not colab_ok(origin.hostname)):
+            raise Forbidden("This Captum Insights server needs its token: open the address the command printed.")
+        if request.method == "POST" and "Origin" in request.headers and origin.netloc.lower() != request.host.lower():
             raise Forbidden(f"Requests from {origin.geturl()} are refused: only Insights' own page may ask.")
-        if request.method == "POST" and request.mimetype != "application/json" and (request.mimetype or not colab):
+        if request.method == "POST" and request.mimetype != "application/json":
             raise UnsupportedMediaType("The request must be JSON.")  # a form's type: another page's POST
         if (request.content_length or 0) > MAX_BODY:
             raise RequestEntityTooLarge(f"The request is larger than {MAX_BODY:,} bytes.")
@@ -60,20 +54,6 @@ def protect(app: Flask, token: str, *, any_host: bool = False, proxy_context: st
 
     inner, app.wsgi_app = app.wsgi_app, strip_token
     return app
-
-
-def jupyter_base_url() -> str:
-    """Where jupyter-server-proxy serves this machine's ports (``{base}proxy/{port}/``): JupyterHub's
-    prefix, else the base URL of the Jupyter server that started this kernel (its parent
-    process), else of the only one running, else "/"."""
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
-    if not prefix:
-        from jupyter_server.serverapp import list_running_servers
-
-        servers = list(list_running_servers())
-        ours = [s for s in servers if s.get("pid") == os.getppid()] or (servers if len(servers) == 1 else [])
-        prefix = ours[0].get("base_url", "/") if ours else "/"
-    return prefix if prefix.endswith("/") else prefix + "/"
 
 
 def json_body() -> object:
