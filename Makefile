@@ -65,13 +65,14 @@ test: $(READY)
 		$(BIN)/python $(NBVAL) -p conftest --notebook-model=offline "$$tmp/learner/zh-CN"  # -p: conftest.py is not above /tmp
 
 # The unit tests on another Python, in its own venv, and the notebooks (offline) there; the
-# browser, class and notebook-06 runs are once, in make test:
+# browser, class and notebook-06 runs, and the tests marked `once` (processes the course starts:
+# the command-line explorer, make lab, the benchmarks), are once, in make test:
 #   make test-python PYTHON=python3.10
 # The fast loop while changing code: make test-fast (the unit tests less those runs).
 SLOW_TESTS = --ignore=tests/test_insights_browser.py --ignore=tests/test_class_load.py --ignore=tests/test_notebook_06.py
 test-python:
 	$(MAKE) setup VENV=.venv-$(notdir $(PYTHON)) PYTHON=$(PYTHON)
-	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests $(SLOW_TESTS) --durations=15
+	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests $(SLOW_TESTS) -m "not once" --durations=15
 	.venv-$(notdir $(PYTHON))/bin/python $(NBVAL) --notebook-model=offline notebooks --ignore=notebooks/zh-CN
 
 test-fast: $(READY)

@@ -70,6 +70,7 @@ def test_targets_missed(results):
     assert lines[5].endswith("37.0 s / 65.0 s = 0.57x")
 
 
+@pytest.mark.once
 def test_quick_smoke_run_writes_the_report(tmp_path):
     report = tmp_path / "results.md"
     proc = subprocess.run(
@@ -90,6 +91,7 @@ def test_quick_smoke_run_writes_the_report(tmp_path):
     assert "smoke run (--quick)" in text and "PASS" not in text
 
 
+@pytest.mark.once
 def test_notebook_times_prints_seconds_model_and_memory_per_notebook(tiny_course):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "notebook_times.py"),
                            str(tiny_course / "01_answer.ipynb"), str(tiny_course / "02_broken.ipynb")],

@@ -289,6 +289,7 @@ def test_stop_during_a_fetch_ends_the_computation(slow_server):
 # --- a script and the command line ---------------------------------------------------------
 
 
+@pytest.mark.once
 def test_a_script_that_ends_during_a_fetch_exits_cleanly():
     script = MAKE_VISUALIZER + textwrap.dedent("""
         from captum_course.insights import serve
@@ -324,6 +325,7 @@ def start_cli(course: Path) -> tuple[subprocess.Popen, str, str]:
     return process, url, text
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_command_line_serves_until_a_signal_that_also_ends_a_running_fetch(tmp_path, signum):
     (tmp_path / "img").mkdir()

@@ -57,6 +57,7 @@ def _read_lines(stream, lines: list[str]) -> None:
         lines.append(line.rstrip("\n"))
 
 
+@pytest.mark.once
 def test_make_lab_serves_the_notebooks(tmp_path, no_proxy):
     """As whoever runs the tests: root in CI (where plain `jupyter lab` refuses to start)."""
     home = tmp_path / "home"
