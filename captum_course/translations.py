@@ -20,6 +20,8 @@ revised), a new English Markdown cell arrives as a placeholder (the English text
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 import hashlib
 from pathlib import Path
 from typing import NamedTuple
@@ -206,3 +208,31 @@ def run(show: bool = False, do_sync: bool = False, done: list[str] | None = None
     elif not do_sync and any(f.kind in {"code", "extra", "missing notebook", "tags"} for f in findings):
         print("run `python -m captum_course translations --sync` to copy the code and line up the cells")
     return 1 if findings else 0
+
+
+# Words a printed English sentence or table header cannot do without; "a" and "I" are left out
+# (variable names), the rest are at least two letters.
+ENGLISH_WORDS = frozenset(
+    "the of and is are was to in for with than not by on at from this that it its be as or an "
+    "no yes per each every all none only more less most least mean spread sum score method "
+    "pixels photo photos image images model class steps seconds passes off above below".split())
+_WORD = r"[A-Za-z][A-Za-z'’-]*"
+
+
+@functools.lru_cache(maxsize=8)
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern:
+    longest_first = sorted(set(names), key=len, reverse=True)
+    return re.compile(r"(?<![A-Za-z])(?:" + "|".join(map(re.escape, longest_first)) + r")(?![A-Za-z])")
+
+
+def english_sentences(text: str, names: tuple[str, ...] = ()) -> list[str]:
+    """The English phrases in ``text``: three English words in a row, or a single common English
+    word (``ENGLISH_WORDS``), once ``names`` (class, method and model names, which may stay as
+    they are) are taken out. Code-like tokens (``a.b``, ``a_b``, ``a=b``) are not words."""
+    if names:
+        text = _names_pattern(tuple(names)).sub(" ", text)
+    text = re.sub(r"\S*[._=/\\@#<>{}\[\]()]\S*", " ", text)  # identifiers, paths, calls, URLs
+    found = re.findall(rf"(?<![A-Za-z_]){_WORD}(?: {_WORD}){{2,}}(?![A-Za-z_])", text)
+    found += [w for w in re.findall(rf"(?<![A-Za-z_]){_WORD}(?![A-Za-z_])", text)
+              if w.lower() in ENGLISH_WORDS and not any(w in f for f in found)]
+    return found

@@ -10,6 +10,7 @@ from .images import (
     transform,
     transform_normalize,
 )
+from .language import language, say
 from .models import (
     MODEL_ENV,
     Prediction,
@@ -29,6 +30,7 @@ __all__ = [
     "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_label", "photo_paths",
     "IMAGENET_MEAN", "IMAGENET_STD", "ImageLoadError", "load_image", "preprocess", "to_hwc",
     "transform", "transform_normalize",
+    "language", "say",
     "MODEL_ENV", "Prediction", "categories", "gradcam_layer", "label", "load_model",
     "model_name", "predict", "to_target",
     "default_cmap", "show_image", "progress", "fast_model",

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from .images import load_image
+from .language import say
 
 
 
@@ -86,7 +87,7 @@ def download_walkthrough_photos(
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "assets.zip"
-        print(f"Downloading {url} ...")
+        print(say(f"Downloading {url} ...", f"正在下载 {url} ..."))
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
                 shutil.copyfileobj(response, out)

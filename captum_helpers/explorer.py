@@ -5,7 +5,8 @@ Beyond captum's own AttributionVisualizer it shows each example once per Fetch (
 round a small dataset until it had 4 rows, and never returned when no example passed the
 filters), refuses a Fetch over a work budget before attributing, runs one computation at a time
 and stops one that a newer request, ``stop()`` or ``close()`` made useless, and sends smaller
-pictures. Settings from outside are checked with captum's own converters and limits.
+pictures. Settings from outside are checked with captum's own converters and limits. Its
+messages are in the edition's language (``captum_helpers.language``), fixed when it is made.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from captum.insights.attr_vis.config import ATTRIBUTION_METHOD_CONFIG, ATTRIBUTI
 from captum.insights.attr_vis.server import namedtuple_to_dict
 from PIL import Image, ImageChops
 
+from .language import language as edition_language
 from .speed import INTEGRATED_GRADIENTS_BATCH, passes_per_example
 
 CANCEL_WAIT_S = 2.0  # close() waits this long for a running Fetch to end
@@ -58,7 +60,8 @@ class InsightsExplorer(AttributionVisualizer):
     shown once per Fetch within a work budget. The widget below and the command line's web
     server (captum_course.insights) both drive it."""
 
-    def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES) -> None:
+    def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES,
+                 language: str | None = None) -> None:
         calc = visualizer.attribution_calculation
         super().__init__(visualizer.models, visualizer.classes, visualizer.features, visualizer.dataset,
                          calc.score_func, calc.use_label_for_attr)
@@ -67,6 +70,11 @@ class InsightsExplorer(AttributionVisualizer):
         self._why: dict[int, str] = {}  # ticket -> why it was stopped, when not by a newer one
         self._should_stop = lambda: False
         self.on_photo = lambda done, total: None  # told before each photo of a Fetch is attributed
+        self.language = language or edition_language()  # "en" or "zh": the words of its messages
+
+    def say(self, english: str, chinese: str) -> str:
+        """``english``, or ``chinese`` for an explorer of the Chinese edition."""
+        return chinese if self.language == "zh" else english
 
     # captum's visualize() goes round the dataset until it has 4 rows: 3 photos showed as 6 rows,
     # and with no example passing the filters it never returns. Here a Fetch goes on from where
@@ -110,14 +118,20 @@ class InsightsExplorer(AttributionVisualizer):
         try:
             each = len(self.models) * sum(passes_per_example(method, arguments, tuple(t.shape[1:])) for t in inputs)
         except ValueError as err:
-            raise InsightsError(f"{method}: {err}") from None
+            raise InsightsError(self.say(f"{method}: {err}", f"{method}：{err}")) from None
         if each * rows > self.max_passes:
-            lower = {"Integrated Gradients": "lower n_steps", "Feature Ablation": "use Occlusion with a window",
-                     "Occlusion": "use larger strides or window (3 32 32 with strides 3 32 32 makes 50)"}
-            raise Refused(
+            lower = {"Integrated Gradients": ("lower n_steps", "调低 n_steps"),
+                     "Feature Ablation": ("use Occlusion with a window", "改用带窗口的 Occlusion"),
+                     "Occlusion": ("use larger strides or window (3 32 32 with strides 3 32 32 makes 50)",
+                                   "用更大的步长或窗口（窗口 3 32 32、步长 3 32 32 是 50 次）")}
+            english, chinese = lower.get(method, ("choose another method", "换一种方法"))
+            raise Refused(self.say(
                 f"{method} would run the model {each:,} times per photo, {each * rows:,} for {rows}: more than "
                 f"the {self.max_passes:,} one Fetch may take (15 s or so on 2 cores). To lower it, "
-                f"{lower.get(method, 'choose another method')}, or filter by class to fewer photos.")
+                f"{english}, or filter by class to fewer photos.",
+                f"{method} 每张照片要运行模型 {each:,} 次，{rows} 张照片共 {each * rows:,} 次：超过了一次 Fetch "
+                f"最多可做的 {self.max_passes:,} 次（在 2 个核心上大约 15 秒）。要减少次数，请{chinese}，"
+                f"或者按类别筛选到更少的照片。"))
 
     def get_insights_config(self) -> dict:
         config = super().get_insights_config()
@@ -143,7 +157,9 @@ class InsightsExplorer(AttributionVisualizer):
         if not all(isinstance(i, int) for i in indices) or not (
                 0 <= input_index < len(self._outputs) and 0 <= model_index < len(self.models)
                 and 0 <= label_index < len(self.classes)):
-            raise InsightsError(f"No row {input_index} or class {label_index} to explain: press Fetch again.")
+            raise InsightsError(self.say(
+                f"No row {input_index} or class {label_index} to explain: press Fetch again.",
+                f"没有第 {input_index} 行或类别 {label_index} 可以解释：请再点一次 Fetch。"))
 
         def work() -> dict:
             self._check_budget(1, self._outputs[input_index][1].inputs)
@@ -189,7 +205,7 @@ class InsightsExplorer(AttributionVisualizer):
     def close(self, timeout: float = CANCEL_WAIT_S) -> bool:
         """Cancel the running computation for good; True once none runs."""
         self.closed = True
-        self.stop("Closed.")
+        self.stop(self.say("Closed.", "已关闭。"))
         if not self._busy.acquire(timeout=timeout):
             return False
         self._busy.release()
@@ -221,27 +237,36 @@ def _smaller_png(encoded: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def check_settings(body: object) -> dict:
+def check_settings(body: object, language: str | None = None) -> dict:
     """A Fetch's settings as captum's; the page builds them, but anything can be sent (the
     widget's traits, a request to the command line's server): checked with captum's own
-    converters and limits, so a bad one gets a message instead of a traceback."""
+    converters and limits, so a bad one gets a message instead of a traceback, in ``language``
+    ("en" or "zh"; the edition's by default)."""
+    zh = (language or edition_language()) == "zh"
+
+    def say(english: str, chinese: str) -> str:
+        return chinese if zh else english
     method = body.get("attribution_method") if isinstance(body, dict) else None
     if method not in ATTRIBUTION_NAMES_TO_METHODS:
-        raise InsightsError(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}")
+        raise InsightsError(say(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}",
+                                f"attribution_method 必须是以下之一：{list(ATTRIBUTION_NAMES_TO_METHODS)}"))
     config = ATTRIBUTION_METHOD_CONFIG.get(method)
     params, post = (config.params, config.post_process or {}) if config else ({}, {})
     given, classes = body.get("arguments") or {}, body.get("classes", [])
     if not isinstance(given, dict) or set(given) - set(params) or not isinstance(classes, list):
-        raise InsightsError(f"{method} takes the arguments {sorted(params) or 'none'}; classes is a list of names")
+        raise InsightsError(say(
+            f"{method} takes the arguments {sorted(params) or 'none'}; classes is a list of names",
+            f"{method} 接受的参数是 {sorted(params) or '无'}；classes 是一个类别名称的列表"))
     arguments = {**{k: c.value for k, c in params.items()}, **ARGUMENT_DEFAULTS.get(method, {}), **given}
     try:
         arguments.update({k: post.get(k, int if isinstance(c, NumberConfig) else str)(arguments[k]) for k, c in params.items()})
     except (TypeError, ValueError) as err:
-        raise InsightsError(f"{method}: {err}") from None
+        raise InsightsError(say(f"{method}: {err}", f"{method}：参数无法转换（{err}）")) from None
     for name, cfg in params.items():  # captum's own limits, e.g. at most 100 perturbations per pass
         low, high = (cfg.limit[0] or 1, cfg.limit[1] or 10 ** 6) if isinstance(cfg, NumberConfig) else (0, 0)
         if low and not low <= arguments[name] <= high:
-            raise InsightsError(f"{method}: {name} must be from {low} to {high}")
+            raise InsightsError(say(f"{method}: {name} must be from {low} to {high}",
+                                    f"{method}：{name} 必须在 {low} 到 {high} 之间"))
     if method == "Integrated Gradients":  # not on the page. captum's default runs all steps in one
         arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH  # batch: memory grows with n_steps
     return {"attribution_method": method, "arguments": arguments, "prediction": body.get("prediction", "all"),

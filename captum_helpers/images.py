@@ -12,6 +12,8 @@ import torch
 import torchvision.transforms as transforms
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .language import say
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,8 +74,11 @@ def _stat_mode(path: Path) -> int:
     try:
         return path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        link = f"; it is a link to '{os.readlink(path)}', which is missing" if path.is_symlink() else ""
-        raise FileNotFoundError(f"No such image file: '{path}' (looked from {Path.cwd()}){link}") from None
+        # notebook 01 shows this message to the learner: in Chinese in the Chinese edition
+        link = say(f"; it is a link to '{os.readlink(path)}', which is missing",
+                   f"；它是指向 '{os.readlink(path)}' 的链接，而那个文件不存在") if path.is_symlink() else ""
+        raise FileNotFoundError(say(f"No such image file: '{path}' (looked from {Path.cwd()}){link}",
+                                    f"没有这个图像文件：'{path}'（从 {Path.cwd()} 查找）{link}")) from None
     except PermissionError:
         # looking a name up needs search (x) permission on every folder on the way
         folder = next((p for p in reversed(path.absolute().parents) if not os.access(p, os.X_OK)), path.parent)

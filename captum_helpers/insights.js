@@ -15,9 +15,24 @@ const base = {
   },
 };
 const WAITING_MS = 2000; // a Fetch the kernel has not taken up by then: it is running a cell
+// The lines this file writes itself, in the edition's language (the widget's `language` trait);
+// the kernel sends its own statuses in that language too.
+const TEXTS = {
+  en: {
+    lost: (s) => `No word from the kernel for ${s} s: it was restarted or shut down, ` +
+      "or the connection to it dropped. Run the notebook's cells again to open a new explorer.",
+    waiting: "Waiting for the kernel: it is running a cell. The Fetch starts when the cell ends.",
+  },
+  zh: {
+    lost: (s) => `内核已经 ${s} 秒没有回应：它被重启或关闭了，或者与它的连接断开了。` +
+      "请重新运行笔记本的单元格，打开一个新的探索器。",
+    waiting: "正在等待内核：它正在运行一个单元格。这个单元格结束后 Fetch 才会开始。",
+  },
+};
 
 function render({ model, el }) {
   const { CaptumInsightsView } = captumFactory(base, undefined);
+  const texts = TEXTS[model.get("language")] || TEXTS.en;
   const status = document.createElement("div");
   const app = document.createElement("div");
   status.className = "captum-insights-status";
@@ -69,13 +84,12 @@ function render({ model, el }) {
   const watch = setInterval(() => {
     const silent = Date.now() - lastBeat, lost = 4000 * model.get("heartbeat_s");
     if (silent > lost) {
-      say("lost", `No word from the kernel for ${Math.round(silent / 1000)} s: it was restarted or shut down, ` +
-        "or the connection to it dropped. Run the notebook's cells again to open a new explorer.");
+      say("lost", texts.lost(Math.round(silent / 1000)));
       idle();
     } else if (status.dataset.state === "lost") {
       showStatus();
     } else if (pressed && Date.now() - pressed > WAITING_MS) {
-      say("waiting", "Waiting for the kernel: it is running a cell. The Fetch starts when the cell ends.");
+      say("waiting", texts.waiting);
     }
   }, 1000);
 

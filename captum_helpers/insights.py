@@ -11,7 +11,9 @@ travels over the notebook's own connection to its kernel, as JSON: no port, no p
 Beyond captum's widget: a Fetch runs in a thread, so the notebook stays usable; it has a work
 budget (``MAX_PASSES``) and shows each example once; a newer Fetch, interrupting the kernel,
 ``close()`` or the kernel's shutdown stop a running one within ``CANCEL_WAIT_S``; the widget
-says what went wrong and what to change, and notices when its kernel is gone.
+says what went wrong and what to change, and notices when its kernel is gone. It speaks the
+edition's language (``captum_helpers.language``): its ``language`` trait, fixed when it is made,
+picks the words of the kernel's statuses and errors and of the front end's own lines.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from captum.insights import AttributionVisualizer
 
 from .explorer import (CANCEL_WAIT_S, MAX_PASSES, SUPERSEDED, Cancelled, InsightsError, InsightsExplorer, Refused,
                        check_settings)
+from .language import language as edition_language
+from .language import say
 from .speed import passes_per_example
 
 __all__ = ["CANCEL_WAIT_S", "MAX_PASSES", "Cancelled", "InsightsError", "InsightsExplorer", "InsightsWidget",
@@ -59,17 +63,23 @@ class InsightsWidget(anywidget.AnyWidget):
     attribution = traitlets.Dict().tag(sync=True)
     status = traitlets.Dict().tag(sync=True)  # {"state": ..., "text": ..., "seq": n}
     heartbeat_s = traitlets.Float(HEARTBEAT_S).tag(sync=True)
+    language = traitlets.Unicode("en").tag(sync=True)  # "en" or "zh": the edition's, when made
 
     def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES, **kwargs) -> None:
         self._esm = _esm()
+        kwargs.setdefault("language", edition_language())
         super().__init__(**kwargs)
-        self.explorer = InsightsExplorer(visualizer, max_passes)
+        self.explorer = InsightsExplorer(visualizer, max_passes, language=self.language)
         self.insights_config = self.explorer.get_insights_config()
         self._seq, self._done, self._jobs, self._worker = 0, threading.Event(), queue.SimpleQueue(), None
         self._done.set()
-        self._say("idle", "Pick a method and press Fetch.")
+        self._say("idle", self._t("Pick a method and press Fetch.", "选择一种方法，然后点击 Fetch。"))
         _watch_interrupts()
         _beating(self)
+
+    def _t(self, english: str, chinese: str) -> str:
+        """The text in this widget's language."""
+        return chinese if self.language == "zh" else english
 
     def _say(self, state: str, text: str) -> None:
         self._seq += 1
@@ -83,26 +93,33 @@ class InsightsWidget(anywidget.AnyWidget):
         self.config = {}  # so that the same settings sent again are a change too
         self._done.clear()
         try:
-            settings = check_settings(change["new"])
+            settings = check_settings(change["new"], self.language)
         except InsightsError as err:
             self._finish(ticket, error=err)
             return
         method, started = settings["attribution_method"], time.monotonic()
-        self._say("computing", f"{method}: choosing the photos…")
+        self._say("computing", self._t(f"{method}: choosing the photos…", f"{method}：正在挑选照片…"))
 
         def on_photo(done: int, total: int) -> None:
             if self._latest(ticket):
-                self._say("computing", f"{method}: photo {done + 1} of {total}…")
+                self._say("computing", self._t(f"{method}: photo {done + 1} of {total}…",
+                                               f"{method}：第 {done + 1} 张照片，共 {total} 张…"))
         self.explorer.on_photo = on_photo
 
         def done(rows: list) -> None:
             self.output = rows
+            took = time.monotonic() - started
             if rows:
-                self._say("done", f"{method}: {len(rows)} photo{'s' * (len(rows) > 1)} in "
-                                  f"{time.monotonic() - started:.1f} s. Click a class under Predicted to explain it.")
+                self._say("done", self._t(
+                    f"{method}: {len(rows)} photo{'s' * (len(rows) > 1)} in {took:.1f} s. "
+                    "Click a class under Predicted to explain it.",
+                    f"{method}：{len(rows)} 张照片，用时 {took:.1f} 秒。点击 Predicted 下的一个类别来解释它。"))
             else:
-                self._say("empty", "No photo matches these filters: clear Filter by Classes or set Prediction "
-                                   "to All, then press Fetch.")
+                self._say("empty", self._t(
+                    "No photo matches these filters: clear Filter by Classes or set Prediction to All, "
+                    "then press Fetch.",
+                    "没有照片符合这些筛选条件：清空 Filter by Classes，或者把 Prediction 设为 All，"
+                    "然后点击 Fetch。"))
         self._in_thread(ticket, lambda: self.explorer.fetch(settings, ticket), done)
 
     @traitlets.observe("label_details")
@@ -112,12 +129,13 @@ class InsightsWidget(anywidget.AnyWidget):
             return
         ticket = self.explorer.ticket()
         self._done.clear()
-        self._say("computing", "Explaining the class you clicked…")
+        self._say("computing", self._t("Explaining the class you clicked…", "正在解释你点击的类别…"))
 
         def done(attribution: dict) -> None:
             self.attribution = attribution  # the UI reads label_details when this arrives: reset after
             self.label_details = {}
-            self._say("done", "Done: the map now explains the class you clicked.")
+            self._say("done", self._t("Done: the map now explains the class you clicked.",
+                                      "完成：热图现在解释的是你点击的类别。"))
         self._in_thread(ticket, lambda: self.explorer.attribute(
             details.get("inputIndex"), details.get("modelIndex"), details.get("labelIndex"), ticket), done)
 
@@ -150,12 +168,14 @@ class InsightsWidget(anywidget.AnyWidget):
         if isinstance(error, Cancelled) and str(error) == SUPERSEDED:
             return  # the newer Fetch reports for itself
         if isinstance(error, Cancelled):
-            self._say("stopped", f"{error} Press Fetch to start again.")
+            self._say("stopped", self._t(f"{error} Press Fetch to start again.", f"{error}点击 Fetch 重新开始。"))
         elif isinstance(error, InsightsError):
             self._say("error", str(error))
         elif error is not None:  # e.g. DeepLift on a model it cannot take
-            self._say("error", f"{type(error).__name__}: {error}. Choose another method, or change the "
-                               f"model or the visualizer, then press Fetch.")
+            self._say("error", self._t(
+                f"{type(error).__name__}: {error}. Choose another method, or change the model or the "
+                "visualizer, then press Fetch.",
+                f"{type(error).__name__}: {error}。请换一种方法，或者修改模型或可视化器，然后点击 Fetch。"))
         self._done.set()
 
     def fetch(self, attribution_method: str = "Integrated Gradients", prediction: str = "all",
@@ -170,9 +190,9 @@ class InsightsWidget(anywidget.AnyWidget):
             raise InsightsError(self.status["text"])
         return self.output
 
-    def stop(self, why: str = "Stopped.") -> None:
-        """Stop a running Fetch; the widget stays."""
-        self.explorer.stop(why)
+    def stop(self, why: str | None = None) -> None:
+        """Stop a running Fetch, saying ``why`` ("Stopped." by default); the widget stays."""
+        self.explorer.stop(why or self._t("Stopped.", "已停止。"))
 
     def close(self) -> None:
         """Stop a running Fetch (within CANCEL_WAIT_S) and remove the widget."""
@@ -182,7 +202,8 @@ class InsightsWidget(anywidget.AnyWidget):
         super().close()
 
     def __repr__(self) -> str:  # the text a saved notebook shows where the widget was
-        return "Captum Insights (a live widget: run the notebook's cells to see it)"
+        return self._t("Captum Insights (a live widget: run the notebook's cells to see it)",
+                       "Captum Insights（一个实时小部件：运行笔记本的单元格即可看到它）")
 
 
 _LIVE: weakref.WeakSet[InsightsWidget] = weakref.WeakSet()
@@ -214,9 +235,13 @@ def _beating(widget: InsightsWidget) -> None:
             _heart_thread.start()
 
 
-def _stop_all(why: str) -> None:
+INTERRUPTED = ("Stopped: the kernel was interrupted.", "已停止：内核被中断了。")
+
+
+def _stop_all(why: tuple[str, str]) -> None:
+    """Stop every open widget's Fetch, saying ``why`` (English, Chinese) in its language."""
     for widget in list(_LIVE):
-        widget.stop(why)
+        widget.stop(widget._t(*why))
 
 
 _watching = False
@@ -239,13 +264,13 @@ def _watch_interrupts() -> None:
     previous = kernel.saved_sigint_handler
 
     def on_interrupt(signum: int, frame: object) -> None:
-        _stop_all("Stopped: the kernel was interrupted.")
+        _stop_all(INTERRUPTED)
         if callable(previous):
             previous(signum, frame)
 
     def after_cell(result: object) -> None:
         if isinstance(getattr(result, "error_in_exec", None), KeyboardInterrupt):
-            _stop_all("Stopped: the kernel was interrupted.")
+            _stop_all(INTERRUPTED)
     kernel.saved_sigint_handler = on_interrupt
     if signal.getsignal(signal.SIGINT) is previous:  # not inside a message's handler: set it now
         signal.signal(signal.SIGINT, on_interrupt)
@@ -268,7 +293,8 @@ def open_insights(visualizer: AttributionVisualizer, *, max_passes: int = MAX_PA
 
     widget = InsightsWidget(visualizer, max_passes=max_passes)
     if get_ipython() is None:
-        print("Captum Insights is a notebook widget; outside a notebook run `python -m captum_course insights`.")
+        print(say("Captum Insights is a notebook widget; outside a notebook run `python -m captum_course insights`.",
+                  "Captum Insights 是笔记本里的小部件；在笔记本之外，请运行 `python -m captum_course insights`。"))
     else:
         display(widget)
     return widget

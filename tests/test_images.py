@@ -419,3 +419,11 @@ def test_to_hwc_equals_permute(shape):
 def test_to_hwc_rejects_wrong_shapes_naming_them(shape):
     with pytest.raises(ValueError, match=str(shape).replace("(", r"\(").replace(")", r"\)")):
         to_hwc(torch.zeros(shape))
+
+
+def test_a_missing_file_is_explained_in_chinese_in_the_chinese_edition(tmp_path, monkeypatch):
+    # notebook 01 prints this message to the learner
+    monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")
+    with pytest.raises(FileNotFoundError, match="没有这个图像文件") as info:
+        load_image(tmp_path / "chelsae.png")
+    assert "chelsae.png" in str(info.value) and "No such" not in str(info.value)

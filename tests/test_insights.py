@@ -15,8 +15,8 @@ import torch
 
 from captum_course.insights import build_visualizer
 from captum_helpers import categories, photo_label
-from captum_helpers.insights import (CAPTUM_BUNDLE, HEARTBEAT_S, HOST_JS, InsightsError, InsightsWidget, _esm,
-                                     open_insights, passes_per_example)
+from captum_helpers.insights import (CAPTUM_BUNDLE, HEARTBEAT_S, HOST_JS, INTERRUPTED, InsightsError, InsightsWidget,
+                                     _esm, open_insights, passes_per_example)
 from explorers import (CANCEL_S, IG_FAST, MAKE_VISUALIZER, OCCLUSION_COARSE, SLOW_FETCH, TinyNet, img_photos,
                        labels_of, seconds_until_idle, tiny_batches, tiny_visualizer, wait_until_computing)
 
@@ -290,6 +290,43 @@ def test_open_insights_outside_a_notebook_points_to_the_command_line(capsys):
         assert "python -m captum_course insights" in capsys.readouterr().out
     finally:
         widget.close()
+
+
+# --- the Chinese edition ---------------------------------------------------------------------------
+
+
+def test_a_widget_of_the_chinese_edition_says_everything_in_chinese(widgets, monkeypatch):
+    """Made with CAPTUM_COURSE_LANGUAGE=zh (or in notebooks/zh-CN/), the widget tells its front end
+    the language and sends its statuses and errors in Chinese; the choice is fixed when it is made."""
+    monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")
+    model = TinyNet(delay=0.05)
+    widget = widgets(tiny_visualizer(tiny_batches(2), model=model), max_passes=100)
+    monkeypatch.delenv("CAPTUM_COURSE_LANGUAGE")
+    assert widget.language == "zh" and widget.explorer.language == "zh"
+    assert widget.status == {"state": "idle", "text": "选择一种方法，然后点击 Fetch。", "seq": 1}
+    assert "实时小部件" in repr(widget)
+    assert press(widget, {"attribution_method": "Magic", "arguments": {}}) == []
+    assert widget.status["state"] == "error" and "attribution_method 必须是以下之一" in widget.status["text"]
+    press(widget, {**IG_FAST, "arguments": {"n_steps": 21}})  # 63 passes a photo, 126 for 2: over 100
+    text = widget.status["text"]
+    assert widget.status["state"] == "error" and "每张照片要运行模型 63 次" in text and "调低 n_steps" in text
+    assert len(press(widget, IG_FAST)) == 2
+    assert widget.status["state"] == "done" and widget.status["text"].startswith("Integrated Gradients：2 张照片")
+    widget.explorer.max_passes = 10 ** 9  # a Fetch long enough to stop
+    widget.config = SLOW_FETCH
+    wait_until_computing(model, model.calls + 5)
+    widget.stop(widget._t(*INTERRUPTED))  # what Kernel -> Interrupt does
+    assert widget._done.wait(CANCEL_S + 1) and widget.status["state"] == "stopped"
+    assert widget.status["text"] == "已停止：内核被中断了。点击 Fetch 重新开始。"
+    english = widgets(tiny_visualizer(tiny_batches(1)))  # without the variable: English
+    assert english.language == "en" and english.status["text"] == "Pick a method and press Fetch."
+
+
+def test_the_front_end_picks_its_own_lines_by_the_widgets_language():
+    host = HOST_JS.read_text(encoding="utf-8")
+    assert 'TEXTS[model.get("language")] || TEXTS.en' in host
+    assert "No word from the kernel" in host and "内核已经" in host  # the "lost" line, both languages
+    assert "Waiting for the kernel" in host and "正在等待内核" in host
 
 
 # --- in a real kernel -------------------------------------------------------------------------------

@@ -105,3 +105,15 @@ def test_batch_sizes_in_the_cells_are_the_named_constants(notebook):
     expected = {"internal_batch_size": "INTEGRATED_GRADIENTS_BATCH", "perturbations_per_eval": "OCCLUSION_BATCH"}
     for argument, values in found.items():
         assert set(values) == {expected[argument]}, f"{notebook}: {argument}={values}"
+
+
+PROJECTOR_WIDTH = 100  # characters: a code line a back row can read without scrolling
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")) + sorted(NOTEBOOKS.glob("zh-CN/*.ipynb")),
+                         ids=lambda p: p.relative_to(NOTEBOOKS).as_posix())
+def test_code_lines_fit_a_projector(path):
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    long = [(index, len(line)) for index, cell in enumerate(cells) if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines() if len(line) > PROJECTOR_WIDTH]
+    assert not long, f"cells with lines over {PROJECTOR_WIDTH} characters (cell, length): {long}"

@@ -277,3 +277,58 @@ def test_gradcam_layer_of_the_fallback_gives_a_14x14_map(lite0):
     finally:
         handle.remove()
     assert len(shapes) == 1 and shapes[0][0] == 1 and shapes[0][2:] == (14, 14)
+
+
+# ---------------------------------------------------------------- receptive field and grid of a layer
+
+def conv(in_channels, out_channels, kernel, stride=1, padding=0):
+    return torch.nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding)
+
+
+@pytest.mark.parametrize("layers, expected", [
+    ([conv(3, 4, 3)], 3),
+    ([conv(3, 4, 3), conv(4, 4, 3)], 5),  # k=3, stride 1, twice: 1 + 2 + 2
+    ([conv(3, 4, 3, stride=2), conv(4, 4, 3)], 7),  # the second conv's steps are 2 pixels: 3 + 2 * 2
+    ([conv(3, 4, 5, padding=2), torch.nn.ReLU(), conv(4, 4, 3, padding=1)], 7),
+])
+def test_receptive_field_of_small_conv_stacks_follows_the_formula(layers, expected):
+    from captum_helpers.models import receptive_field
+
+    model = torch.nn.Sequential(*layers)
+    assert receptive_field(model, layers[-1], size=32) == (expected, expected)
+
+
+def test_receptive_field_larger_than_the_input_is_measured_on_a_larger_one():
+    from captum_helpers.models import receptive_field
+
+    model = torch.nn.Sequential(conv(3, 2, 9, padding=4), conv(2, 2, 9, padding=4))
+    assert receptive_field(model, model[1], size=8) == (17, 17)  # 1 + 8 + 8, on a 16 or 32 input
+
+
+def test_receptive_field_and_grid_of_resnet18s_gradcam_layer():
+    from captum_helpers.models import layer_grid, receptive_field
+
+    model = torchvision.models.resnet18().train()  # random weights: the field does not depend on them
+    layer = gradcam_layer(model)
+    assert layer_grid(model, layer) == (14, 14)  # 224 / 14: 16 pixels between neighbouring cells
+    # by the formula: conv1 7 (stride 2), maxpool +2*2, layer1 +8*4, layer2 +2*4+6*8, layer3 +2*8+6*16
+    assert receptive_field(model, layer) == (211, 211)
+    assert model.training  # the mode it had is given back
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_load_model_says_its_line_in_chinese_for_the_chinese_edition(quick_fallback, monkeypatch, capsys):
+    monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")
+    monkeypatch.setenv("CAPTUM_HELPERS_MODEL", "efficientnet_lite0")
+    load_model()
+    line = printed_line(capsys)
+    assert line == "模型：efficientnet_lite0（ImageNet 权重随其 wheel 包安装，由环境变量 $CAPTUM_HELPERS_MODEL 选定）"
+
+
+@pytest.mark.parametrize("target, message", [("kitten", "'kitten' 不是 ImageNet 的类别名"),
+                                             (1000, "target 必须是 0 到 999 之间的 ImageNet 类别序号")])
+def test_bad_targets_are_explained_in_chinese_in_the_chinese_edition(monkeypatch, target, message):
+    # notebook 01 prints these messages to the learner
+    monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")
+    with pytest.raises(ValueError, match=message):
+        to_target(target)

@@ -144,3 +144,18 @@ def test_bf16_supported_reads_the_cpu_flags(monkeypatch, avx512_bf16, amx, expec
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", flag(avx512_bf16), raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", flag(amx), raising=False)
     assert bf16_supported() is expected
+
+
+# ---------------------------------------------------------------- progress (the bar for Integrated Gradients)
+
+@pytest.mark.parametrize("language, desc", [("en", "images through the model"), ("zh", "张图像经过模型")])
+def test_progress_counts_the_images_and_speaks_the_editions_language(monkeypatch, language, desc):
+    from captum_helpers import progress
+
+    monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", language)
+    model = torch.nn.Conv2d(3, 1, 1)
+    with progress(model, total=5) as bar:
+        model(torch.zeros(2, 3, 4, 4))
+        model(torch.zeros(3, 3, 4, 4))
+        assert bar.n == 5 and bar.desc.startswith(desc)
+    assert not model._forward_hooks  # the hook is removed again
