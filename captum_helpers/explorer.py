@@ -24,6 +24,7 @@ from captum.insights.attr_vis.server import namedtuple_to_dict
 from PIL import Image, ImageChops
 
 from .language import language as edition_language
+from .language import say as _say
 from .speed import INTEGRATED_GRADIENTS_BATCH, passes_per_example
 
 CANCEL_WAIT_S = 2.0  # close() waits this long for a running Fetch to end
@@ -74,7 +75,7 @@ class InsightsExplorer(AttributionVisualizer):
 
     def say(self, english: str, chinese: str) -> str:
         """``english``, or ``chinese`` for an explorer of the Chinese edition."""
-        return chinese if self.language == "zh" else english
+        return _say(english, chinese, self.language)
 
     # captum's visualize() goes round the dataset until it has 4 rows: 3 photos showed as 6 rows,
     # and with no example passing the filters it never returns. Here a Fetch goes on from where
@@ -242,10 +243,9 @@ def check_settings(body: object, language: str | None = None) -> dict:
     widget's traits, a request to the command line's server): checked with captum's own
     converters and limits, so a bad one gets a message instead of a traceback, in ``language``
     ("en" or "zh"; the edition's by default)."""
-    zh = (language or edition_language()) == "zh"
-
     def say(english: str, chinese: str) -> str:
-        return chinese if zh else english
+        return _say(english, chinese, language)
+
     method = body.get("attribution_method") if isinstance(body, dict) else None
     if method not in ATTRIBUTION_NAMES_TO_METHODS:
         raise InsightsError(say(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}",

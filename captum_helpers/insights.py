@@ -79,7 +79,7 @@ class InsightsWidget(anywidget.AnyWidget):
 
     def _t(self, english: str, chinese: str) -> str:
         """The text in this widget's language."""
-        return chinese if self.language == "zh" else english
+        return say(english, chinese, self.language)
 
     def _say(self, state: str, text: str) -> None:
         self._seq += 1

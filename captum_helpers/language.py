@@ -33,9 +33,11 @@ def language() -> str:
     return "zh" if CHINESE_FOLDER in Path.cwd().parts else "en"
 
 
-def say(english: str, chinese: str) -> str:
-    """The text for this edition: ``english``, or ``chinese`` in the Chinese edition."""
-    if language() == "zh":
+def say(english: str, chinese: str, lang: str | None = None) -> str:
+    """The text for this edition: ``english``, or ``chinese`` in the Chinese edition. ``lang``
+    (``"en"`` or ``"zh"``) fixes the language instead, for an object that keeps the edition it
+    was made in (the Insights explorer and widget)."""
+    if (lang or language()) == "zh":
         use_chinese_font()
         return chinese
     return english
