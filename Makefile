@@ -24,7 +24,7 @@ UV_INDEXES = $(addprefix --index-url ,$(or $(PIP_INDEX_URL),$(call pip_config,in
 UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match \
 	--override overrides.txt $(UV_INDEXES) $(if $(TORCH),--torch-backend $(TORCH))
 
-.PHONY: setup lab test test-units test-notebooks test-chinese test-python test-fast learner handouts times doctor
+.PHONY: setup lab test test-units test-notebooks test-chinese test-site test-python test-fast learner site times doctor
 # `make setup PYTHON=python3.13` on a venv of another Python makes the venv anew.
 setup:
 	@if [ "$(origin PYTHON)" = "command line" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c "$(PY_VERSION)")" != "$$($(PYTHON_EXE) -c "$(PY_VERSION)")" ]; then \
@@ -48,26 +48,32 @@ $(READY): pyproject.toml overrides.txt
 lab: $(READY)
 	$(BIN)/python -m captum_course lab
 
-# `make test` is three parts, each a target of its own (CI runs them in two lanes, .ci/run):
+# `make test` is four parts, each a target of its own (CI runs them in two lanes, .ci/run):
 #   test-units      the unit, browser and load tests, and notebook 06's checked run
 #   test-notebooks  every notebook on the ResNet18 code path (a ResNet18 checkpoint with random
 #                   weights), solutions included
 #   test-chinese    the Chinese edition, every notebook in full, as a machine without internet
 #                   runs it (the offline fallback model, real weights), failing on English in
 #                   what it prints or plots (tests/run_chinese_edition.py). Its code cells are
-#                   the English ones byte for byte (tests/test_translations.py), so this one run
-#                   executes the code of both editions offline; the learner copies are these
-#                   notebooks less their solution cells, and no other cell uses what a solution
-#                   defines (tests/test_handouts.py).
+#                   the English ones byte for byte (tests/test_translations.py); the learner
+#                   copies are these notebooks less their solution cells, and no other cell uses
+#                   what a solution defines (tests/test_handouts.py).
+#   test-site       the website (tests/run_site.py): every English notebook offline, built with
+#                   warnings as errors, then checked in Chromium. The offline runs of the parts
+#                   before (notebook 06's checked run, the Chinese edition) are kept in
+#                   build/runs/ ($CAPTUM_COURSE_RUNS) and not run again.
 NBVAL = -m pytest --nbval-lax
 UNIT_ARGS ?=
-test: test-units test-notebooks test-chinese
+RUNS = CAPTUM_COURSE_RUNS=$(CURDIR)/build/runs
+test: test-units test-notebooks test-chinese test-site
 test-units: $(READY)
-	$(BIN)/python -m pytest tests $(UNIT_ARGS) --durations=15
+	$(RUNS) $(BIN)/python -m pytest tests $(UNIT_ARGS) --durations=15
 test-notebooks: $(READY)
 	$(BIN)/python $(NBVAL) --notebook-model=resnet18-random notebooks --ignore=notebooks/zh-CN
 test-chinese: $(READY)
-	$(BIN)/python -m pytest tests/run_chinese_edition.py --durations=10
+	$(RUNS) $(BIN)/python -m pytest tests/run_chinese_edition.py --durations=10
+test-site: $(READY)
+	$(RUNS) $(BIN)/python -m pytest tests/run_site.py --durations=10
 
 # The unit tests on another Python, in its own venv, and the notebooks (offline) there; the
 # browser, class and notebook-06 runs, and the tests marked `once` (processes the course starts:
@@ -81,20 +87,23 @@ SLOW_TESTS = --ignore=tests/test_insights_browser.py --ignore=tests/test_class_l
 NOTEBOOKS = notebooks --ignore=notebooks/zh-CN
 test-python:
 	$(MAKE) setup VENV=.venv-$(notdir $(PYTHON)) PYTHON=$(PYTHON)
-	.venv-$(notdir $(PYTHON))/bin/python -m pytest tests $(SLOW_TESTS) -m "not once" --durations=15
+	$(RUNS) .venv-$(notdir $(PYTHON))/bin/python -m pytest tests $(SLOW_TESTS) -m "not once" --durations=15
 	$(if $(strip $(NOTEBOOKS)),.venv-$(notdir $(PYTHON))/bin/python $(NBVAL) --notebook-model=offline $(NOTEBOOKS))
 
 test-fast: $(READY)
 	$(BIN)/python -m pytest tests $(SLOW_TESTS) -q
 
-# Instructors: learner copies without solutions (learner/, learner/zh-CN/), executed HTML
-# handouts (site/, site/zh-CN/: the Chinese pages take the English run's outputs),
-# the run time of each notebook for the agenda, and a readiness check for the day.
+# Instructors: learner copies without solutions (learner/, learner/zh-CN/), the course website
+# (site/, site/zh-CN/: docs/site.md; REPOSITORY, BRANCH, JUPYTERHUB_URL and BINDERHUB_URL set
+# where its launch buttons lead), the run time of each notebook for the agenda, and a readiness
+# check for the day.
 learner: $(READY)
 	$(BIN)/python -m captum_course learner --out learner
 
-handouts: $(READY)
-	$(BIN)/python -m captum_course handouts --out site
+JOBS ?= 2
+SITE_SETTINGS = $(foreach s,REPOSITORY BRANCH JUPYTERHUB_URL BINDERHUB_URL,$(if $($(s)),--$(subst _,-,$(shell echo $(s) | tr A-Z a-z)) $($(s))))
+site: $(READY)
+	$(BIN)/python -m captum_course site --out site --jobs $(JOBS) $(SITE_SETTINGS)
 
 times: $(READY)
 	$(BIN)/python bench/notebook_times.py

@@ -43,28 +43,40 @@ def _learner(args: argparse.Namespace) -> int:
     return 0
 
 
-def _handouts(args: argparse.Namespace) -> int:
-    """Execute every notebook and write them as HTML pages with an index.html; exit 1 if one fails."""
-    from .handouts import NOTEBOOKS_DIR, ROOT, build_handouts
+def _site(args: argparse.Namespace) -> int:
+    """Build the course website: run every notebook of both editions (or take its kept run), then Sphinx; exit 1 if either fails."""
+    from .site import RUNS, Settings, all_notebooks, build_site, check_runs, run_notebooks
 
-    out = args.out or ROOT / "site"
-    runs = build_handouts(out, args.notebooks or NOTEBOOKS_DIR, timeout=args.timeout)
-    failed = list(dict.fromkeys(r.path.name for r in runs if r.error))  # an edition's copy fails with it
-    print(f"Wrote {Path(out) / 'index.html'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    settings = Settings(**{k: v for k, v in vars(args).items() if k in Settings._fields and v})
+    try:
+        if args.run_only:
+            check_runs(run_notebooks(all_notebooks(args.run_only), RUNS, jobs=args.jobs))
+            return 0
+        build_site(args.out, jobs=args.jobs, settings=settings)
+    except RuntimeError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"Open {Path(args.out) / 'index.html'} (English) or {Path(args.out) / 'zh-CN' / 'index.html'} (中文)")
+    return 0
 
 
 def _add_course_commands(sub: argparse._SubParsersAction) -> None:
-    """The instructor's commands: doctor, learner, handouts."""
+    """The instructor's commands: doctor, learner, site."""
     cmd = sub.add_parser("doctor", help=_doctor.__doc__, description=_doctor.__doc__)
     cmd.set_defaults(func=_doctor)
-    for name, func, out in [("learner", _learner, "learner"), ("handouts", _handouts, "site")]:
-        cmd = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
-        cmd.add_argument("--out", type=Path, default=None, help=f"output folder (default: {out}/ beside notebooks/)")
-        cmd.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: notebooks/)")
-        cmd.set_defaults(func=func)
-        if name == "handouts":
-            cmd.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default: %(default)s)")
+    cmd = sub.add_parser("learner", help=_learner.__doc__, description=_learner.__doc__)
+    cmd.add_argument("--out", type=Path, default=None, help="output folder (default: learner/ beside notebooks/)")
+    cmd.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: notebooks/)")
+    cmd.set_defaults(func=_learner)
+    cmd = sub.add_parser("site", help=_site.__doc__, description=_site.__doc__)
+    cmd.add_argument("--out", type=Path, default=Path("site"), help="output folder (default: %(default)s)")
+    cmd.add_argument("--jobs", type=int, default=2, help="notebooks run at a time (default: %(default)s)")
+    cmd.add_argument("--run-only", nargs="+", metavar="EDITION", choices=["en", "zh-CN"],
+                     help="only run these editions' notebooks and keep the runs in build/runs/; exit 1 if one fails")
+    for name in ("repository", "branch", "jupyterhub_url", "binderhub_url"):  # captum_course.site.Settings
+        cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                         help="where the launch buttons lead (defaults and meaning: docs/site.md)")
+    cmd.set_defaults(func=_site)
 
 
 def _insights(args: argparse.Namespace) -> int:

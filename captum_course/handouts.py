@@ -1,21 +1,16 @@
-"""Course materials for instructors: learner copies without solutions, and HTML handouts.
+"""Course materials for instructors: the notebooks in course order, learner copies without
+solutions, and a notebook run top to bottom in a fresh kernel (for make times, make site).
 
     python -m captum_course learner  [--out learner/]   # notebooks minus cells tagged "solution"
-    python -m captum_course handouts [--out site/]      # execute every notebook, write HTML + index
 
-Both are nbconvert's own preprocessors (TagRemovePreprocessor, ClearOutputPreprocessor,
-ExecutePreprocessor) and its HTMLExporter, plus a small index page.
-
-Both build every edition of the course: the English notebooks of ``notebooks/`` and each
+Learner copies are nbconvert's own preprocessors (TagRemovePreprocessor, ClearOutputPreprocessor),
+written for every edition of the course: the English notebooks of ``notebooks/`` and each
 translation in a subfolder of it (``notebooks/zh-CN/``), into the same subfolder of the output
-(``learner/zh-CN/``, ``site/zh-CN/``). A translation's code cells are the English ones byte for
-byte (tests/test_translations.py), so its handouts take the outputs of the English run instead of
-computing everything twice.
+(``learner/zh-CN/``). The website (``captum_course/site.py``) replaced the HTML handouts.
 """
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import re
@@ -25,13 +20,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import nbformat
-from nbconvert import HTMLExporter
-from nbconvert.preprocessors import (
-    CellExecutionError,
-    ClearOutputPreprocessor,
-    ExecutePreprocessor,
-    TagRemovePreprocessor,
-)
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
 from captum_helpers.assets import course_root
 
@@ -165,20 +156,23 @@ def build_learner_copies(
 
 
 def execute_notebook(
-    path: str | Path, timeout: int = CELL_TIMEOUT_S, notebook: nbformat.NotebookNode | None = None
+    path: str | Path, timeout: int = CELL_TIMEOUT_S, notebook: nbformat.NotebookNode | None = None,
+    env: dict[str, str] | None = None,
 ) -> Executed:
     """Run a notebook top to bottom in a fresh kernel started in its own folder.
 
     ``timeout`` is per cell, in seconds; ``notebook``, if given, runs instead of the file's
-    contents (still in the file's folder). A failing cell stops the run; the error is returned,
-    not raised, so a caller can report every notebook. The file itself is not changed.
+    contents (still in the file's folder); ``env`` is the kernel's environment (default: this
+    process's). A failing cell stops the run; the error is returned, not raised, so a caller can
+    report every notebook. The file itself is not changed.
     """
     path = Path(path)
     nb = notebook if notebook is not None else nbformat.read(path, as_version=4)
-    executor = ExecutePreprocessor(timeout=timeout)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     try:
-        executor.preprocess(nb, {"metadata": {"path": str(path.parent)}})
+        client.execute(**({"env": env} if env is not None else {}))
         error = None
     except (CellExecutionError, TimeoutError, RuntimeError) as err:  # a cell's error, a timeout, a dead kernel
         error = first_line(err)
@@ -189,125 +183,10 @@ def model_in_use(nb: nbformat.NotebookNode) -> str | None:
     """The model an executed notebook ran on, from the ``Model: ...`` line ``load_model`` prints."""
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            match = re.search(r"^Model: (\S+)", output.get("text", ""), re.MULTILINE)
+            match = re.search(r"^(?:Model: |模型：)([\w.-]+)", output.get("text", ""), re.MULTILINE)
             if match:
                 return match.group(1)
     return None
-
-
-def build_handouts(
-    out: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR, timeout: int = CELL_TIMEOUT_S, editions: bool = True
-) -> list[Executed]:
-    """Execute every notebook of ``notebooks_dir`` and write ``out/<name>.html`` plus ``out/index.html``.
-
-    A notebook that fails is still written, up to the failing cell, and marked in the index. With
-    ``editions``, each translation goes to ``out/<code>/`` (its own index, a link to switch language
-    on both) and takes its outputs from the English run; a translated notebook whose code is not
-    the English code runs on its own. Returns the runs of every edition.
-    """
-    out, notebooks_dir = Path(out), Path(notebooks_dir)
-    language = notebooks_dir.name if notebooks_dir.name in TRANSLATIONS else "en"
-    runs = [_handout(path, out, timeout) for path in course_notebooks(notebooks_dir)]
-    others = translations(notebooks_dir) if editions and language == "en" else {}
-    (out / "index.html").write_text(
-        index_page(runs, language, switch=[(f"{code}/index.html", code) for code in others]), encoding="utf-8")
-    english = {run.path.name: run for run in runs}
-    for code, folder in others.items():
-        translated = [_handout(path, out / code, timeout, english.get(path.name)) for path in course_notebooks(folder)]
-        (out / code / "index.html").write_text(
-            index_page(translated, code, switch=[("../index.html", "en")]), encoding="utf-8")
-        runs += translated
-    return runs
-
-
-def with_outputs_of(nb: nbformat.NotebookNode, run: Executed) -> nbformat.NotebookNode | None:
-    """``nb`` with the outputs of ``run``, if its code cells are the ones that ran; None otherwise."""
-    ran = run.notebook.cells
-    if [(c.cell_type, c.source if c.cell_type == "code" else "") for c in nb.cells] != [
-            (c.cell_type, c.source if c.cell_type == "code" else "") for c in ran]:
-        return None
-    copy = nbformat.from_dict(nb)
-    for cell, done in zip(copy.cells, ran):
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = done.get("outputs", []), done.get("execution_count")
-    return copy
-
-
-def _handout(path: Path, out: Path, timeout: int, english: Executed | None = None) -> Executed:
-    """Run one notebook (or take the English run's outputs) and write it as ``out/<name>.html``."""
-    merged = with_outputs_of(nbformat.read(path, as_version=4), english) if english else None
-    if merged is not None:
-        run = Executed(path, merged, english.seconds, english.error)
-        print(f"{path.parent.name}/{path.name}: outputs of the English run", flush=True)
-    else:
-        print(f"Executing {path.name} ...", flush=True)
-        run = execute_notebook(path, timeout=timeout)
-        print(f"  {run.seconds:.0f} s, " + (f"FAILED: {run.error}" if run.error else "ok"), flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    body, _ = HTMLExporter(embed_images=True).from_notebook_node(
-        run.notebook, resources={"metadata": {"path": str(path.parent)}})
-    (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
-    return run
-
-
-def notebook_title(nb: nbformat.NotebookNode, default: str) -> str:
-    """The text of the notebook's first Markdown heading, or ``default``."""
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            match = re.search(r"^#+\s+(.+)$", cell.source, re.MULTILINE)
-            if match:
-                return match.group(1).strip()
-    return default
-
-
-LANGUAGES = ("en", "zh-CN")
-# The index page's words, each key with its English and its Chinese, side by side.
-INDEX_WORDS = {
-    "title": ("Model understanding with Captum", "使用 Captum 理解模型"),
-    "page": ("Model understanding with Captum: notebooks", "使用 Captum 理解模型：课程笔记本"),
-    "columns": (("notebook", "title", "run time", "status"), ("笔记本", "标题", "运行时间", "状态")),
-    "executed": ("The course notebooks, executed {when}", "课程笔记本，运行于 {when}"),
-    "model": (" with the model {models}", "，使用的模型：{models}"),
-    "read": (". Read ahead or catch up here; run them yourself in JupyterLab.",
-             "。可以在这里预习或补课，也可以在 JupyterLab 中自己运行。"),
-    "ok": ("ran without errors", "运行无错误"),
-    "failed": ("failed: {error}", "失败：{error}"),
-    "name": ("English", "中文"),
-}
-INDEX_TEXT = {language: {key: words[i] for key, words in INDEX_WORDS.items()} for i, language in enumerate(LANGUAGES)}
-
-
-def index_page(runs: list[Executed], language: str = "en", switch: list[tuple[str, str]] = ()) -> str:
-    """The handouts' index.html: one row per notebook with its link, title and run time.
-
-    ``language`` picks the page's words ("en", "zh-CN"); ``switch`` lists (href, language) links
-    to the other editions' index pages.
-    """
-    text = INDEX_TEXT[language]
-    rows = []
-    for run in runs:
-        status = text["failed"].format(error=html.escape(run.error)) if run.error else text["ok"]
-        rows.append(
-            f'<tr><td><a href="{html.escape(run.path.stem)}.html">{html.escape(run.path.stem)}</a></td>'
-            f"<td>{html.escape(notebook_title(run.notebook, run.path.stem))}</td>"
-            f"<td>{run.seconds:.0f} s</td><td>{status}</td></tr>"
-        )
-    models = sorted({m for m in (model_in_use(r.notebook) for r in runs) if m})
-    links = " | ".join(f'<a href="{html.escape(href)}" hreflang="{code}" lang="{code}">{INDEX_TEXT[code]["name"]}</a>'
-                       for href, code in switch)
-    return (
-        f'<!DOCTYPE html>\n<html lang="{language}"><head><meta charset="utf-8">\n'
-        f"<title>{text['page']}</title>\n"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td,th{padding:.3em .8em;text-align:left}.language{float:right}</style></head><body>\n"
-        + (f'<p class="language">{links}</p>\n' if links else "")
-        + f"<h1>{text['title']}</h1>\n"
-        f"<p>{text['executed'].format(when=time.strftime('%Y-%m-%d %H:%M'))}"
-        + (text["model"].format(models=", ".join(models)) if models else "")
-        + text["read"] + "</p>\n<table><tr>" + "".join(f"<th>{c}</th>" for c in text["columns"]) + "</tr>\n"
-        + "\n".join(rows)
-        + "\n</table></body></html>\n"
-    )
 
 
 def first_line(err: Exception) -> str:

@@ -3,9 +3,9 @@ model), checked for English in what it shows: printed text, tables and Markdown 
 words on its plots (titles, axis labels, legends). Class, method and model names may stay.
 
 Not collected with the unit tests (its name does not start with ``test_``): `make test-chinese`
-runs it, on its own, since it executes every notebook."""
+runs it, on its own, since it executes every notebook. With ``$CAPTUM_COURSE_RUNS`` set (make
+test-chinese sets it), each run is kept for the website's Chinese pages (captum_course/site.py)."""
 import json
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
 from captum_course.handouts import course_notebooks
-from captum_course.jupyter import offline_env
+from captum_course.site import keep_run, run_env
 from captum_course.translations import ZH_DIR, english_sentences
 from captum_helpers.models import categories
 
@@ -53,10 +53,10 @@ def _shown(cell) -> str:
 def test_the_chinese_notebook_runs_offline_and_shows_no_english(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     nb.cells = [new_code_cell(RECORD), *nb.cells, new_code_cell(DUMP)]
-    env = offline_env(tmp_path / "torch-home")
-    env.pop("CAPTUM_COURSE_LANGUAGE", None)  # the edition comes from the folder, as in Jupyter
+    env = run_env(tmp_path / "torch-home")  # offline; the edition from the folder, as in Jupyter
     NotebookClient(nb, timeout=1200, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+    keep_run(path, nbformat.from_dict({**nb, "cells": nb.cells[1:-1]}))  # the website's run (make site)
     names = NAMES + categories()
     found = {}
     for index, cell in enumerate(nb.cells[1:-1]):

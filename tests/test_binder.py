@@ -120,10 +120,9 @@ def test_binder_environment_mirrors_pyproject_with_cpu_torch_and_anywidget_besid
     assert not any(r.startswith("-e") for r in have)  # the repository is not in the image yet then
 
 
-def test_readme_hub_config_uses_the_image_torch_home():
-    readme = (ROOT / "README.md").read_text()
-    assert "mybinder.org/badge_logo.svg" in readme
-    assert "TORCH_HOME: /srv/conda/envs/notebook/share/torch" in readme
+def test_hub_guide_config_uses_the_image_torch_home():
+    assert "mybinder.org/badge_logo.svg" in (ROOT / "README.md").read_text()
+    assert "TORCH_HOME: /srv/conda/envs/notebook/share/torch" in (ROOT / "docs" / "hub.md").read_text()
     assert 'TORCH_HOME="${NB_PYTHON_PREFIX}/share/torch"' in (BINDER / "postBuild").read_text()
 
 

@@ -1,5 +1,5 @@
 """A class on one server: simulated learners run the attribution notebooks at once within the
-README's per-learner memory limit (bench/class_load.py); the README quotes the named run's
+hub guide's per-learner memory limit (bench/class_load.py); docs/hub.md quotes the named run's
 sizing; the simulator writes its measurements as JSON and Markdown."""
 from __future__ import annotations
 
@@ -20,27 +20,28 @@ sys.modules[_spec.name] = class_load  # its dataclasses look their module up the
 _spec.loader.exec_module(class_load)
 
 GB = 1024**3
-LOAD_LEARNERS = 2  # on CI's 2 cores, one thread each, as the README's hub settings give every kernel
+LOAD_LEARNERS = 2  # on CI's 2 cores, one thread each, as the hub guide's settings give every kernel
 LOAD_NOTEBOOKS = ["04"]  # Layer GradCAM: an attribution notebook that runs in seconds, so that CI stays short
 HEADROOM = 1.25  # a kernel may peak this much above the named run's figure before the sizing is stale
 
 
-NAMED_RUN = ROOT / "bench" / "class_load.md"  # the run the README's sizing and the guide quote
+NAMED_RUN = ROOT / "bench" / "class_load.md"  # the run the hub guide's sizing and the instructor's guide quote
+HUB_GUIDE = ROOT / "docs" / "hub.md"
 
 
-def readme_sizing() -> dict[str, str]:
-    """The README's Zero to JupyterHub and TLJH sizing: memory guarantee and limit, CPU guarantee and limit."""
-    readme = (ROOT / "README.md").read_text()
+def hub_sizing() -> dict[str, str]:
+    """The hub guide's Zero to JupyterHub and TLJH sizing: memory guarantee and limit, CPU guarantee and limit."""
+    readme = HUB_GUIDE.read_text()
     memory = re.search(r"memory:\s*\n\s*guarantee: (\d+)G\s*\n\s*limit: (\d+)G", readme)
     cpu = re.search(r"cpu:\s*\n\s*guarantee: ([\d.]+)\s*\n\s*limit: ([\d.]+)", readme)
-    assert memory and cpu, "the README's sizing has no singleuser memory and cpu guarantee and limit"
+    assert memory and cpu, "the hub guide's sizing has no singleuser memory and cpu guarantee and limit"
     tljh = re.search(r"tljh-config set limits\.memory (\d+)G\ntljh-config set limits\.cpu ([\d.]+)", readme)
     assert tljh and tljh.groups() == (memory.group(2), cpu.group(2)), "TLJH's limits differ from Zero to JupyterHub's"
     return dict(guarantee_gb=memory.group(1), limit_gb=memory.group(2), cpu_guarantee=cpu.group(1), cpu_limit=cpu.group(2))
 
 
-def test_the_readme_quotes_the_named_runs_sizing():
-    readme, run = (ROOT / "README.md").read_text(), NAMED_RUN.read_text()
+def test_the_hub_guide_quotes_the_named_runs_sizing():
+    readme, run = HUB_GUIDE.read_text(), NAMED_RUN.read_text()
     date = re.match(r"Measured with `python bench/class_load.py` on (\d{4}-\d\d-\d\d)", run).group(1)
     assert f"From `bench/class_load.md`, measured with `python bench/class_load.py` on {date}" in readme
     named = dict(
@@ -48,11 +49,11 @@ def test_the_readme_quotes_the_named_runs_sizing():
         guarantee_gb=re.search(r"memory guarantee per learner = .*?\*\*(\d+) GB\*\*", run).group(1),
         cpu_limit=re.search(r"CPU limit = .*?\*\*([\d.]+)\*\*", run).group(1),
         cpu_guarantee=re.search(r"CPU guarantee = .*?\*\*([\d.]+)\*\*", run).group(1))
-    assert readme_sizing() == named
+    assert hub_sizing() == named
 
 
 def test_learners_run_the_attribution_notebooks_together_within_the_documented_limit(tmp_path):
-    limit = int(readme_sizing()["limit_gb"])
+    limit = int(hub_sizing()["limit_gb"])
     env = class_load.kernel_env({"CAPTUM_HELPERS_MODEL": "efficientnet_lite0", "IPYTHONDIR": str(tmp_path / "ipython"),
                                  "OMP_NUM_THREADS": "1"})
     paths = class_load.pick_notebooks(LOAD_NOTEBOOKS)

@@ -1,5 +1,4 @@
-"""Learner copies (solutions removed) and HTML handouts, on small notebooks the tests write and on
-the course's own."""
+"""Learner copies (solutions removed), on small notebooks the tests write and on the course's own."""
 import ast
 import os
 from pathlib import Path
@@ -9,7 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from captum_course.__main__ import main
-from captum_course.handouts import NOTEBOOKS_DIR, SOLUTION_TAG, build_handouts, build_learner_copies, course_notebooks
+from captum_course.handouts import NOTEBOOKS_DIR, SOLUTION_TAG, build_learner_copies, course_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,58 +195,3 @@ def test_learner_copies_of_a_translation_go_to_its_subfolder_and_find_the_photos
 def test_learner_without_notebooks_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no notebooks"):
         build_learner_copies(tmp_path / "out", tmp_path)
-
-
-def test_handouts_execute_every_notebook_into_html_with_an_index(tiny_course, tmp_path, capsys):
-    site = tmp_path / "site"
-    assert main(["handouts", "--out", str(site), "--notebooks", str(tiny_course), "--timeout", "60"]) == 1
-    assert "FAILED: 02_broken.ipynb" in capsys.readouterr().out
-    assert sorted(p.name for p in site.iterdir()) == ["01_answer.html", "02_broken.html", "index.html"]
-
-    answer = (site / "01_answer.html").read_text()
-    assert "FORTY-TWO" in answer  # executed, in the notebooks' folder
-    assert "<pre>Model: tiny" in answer  # stream output shows as <pre>text
-    broken = (site / "02_broken.html").read_text()
-    assert "ZeroDivisionError" in broken and "never runs" in broken  # written up to the error
-    assert "<pre>never runs" not in broken  # the cell after the error did not run (no output)
-
-    index = (site / "index.html").read_text()
-    assert '<a href="01_answer.html">01_answer</a>' in index
-    assert '<a href="02_broken.html">02_broken</a>' in index
-    assert "Reading the answer" in index and "Dividing by zero" in index
-    assert "failed: ZeroDivisionError" in index
-    assert "with the model tiny" in index
-
-
-def test_handouts_exit_zero_when_every_notebook_runs(tiny_course, tmp_path):
-    (tiny_course / "02_broken.ipynb").unlink()
-    assert main(["handouts", "--out", str(tmp_path / "site"), "--notebooks", str(tiny_course)]) == 0
-    assert "ran without errors" in (tmp_path / "site" / "index.html").read_text()
-
-
-def test_handouts_of_both_editions_with_a_language_switch(tiny_course, tmp_path):
-    """The translation of 01_answer takes the English run's outputs; one whose code differs runs itself."""
-    (tiny_course / "02_broken.ipynb").unlink()
-    chinese = tiny_course / "zh-CN"
-    chinese.mkdir()
-    english = nbformat.read(tiny_course / "01_answer.ipynb", as_version=4)
-    english.cells[0].source = "# 读出答案\n\n来自笔记本旁边的一个文件。"
-    nbformat.write(english, chinese / "01_answer.ipynb")
-    nbformat.write(new_notebook(cells=[new_markdown_cell("# 另一段代码"), new_code_cell("print('自己运行的')")]),
-                   chinese / "02_own.ipynb")
-    site = tmp_path / "site"
-    runs = build_handouts(site, tiny_course, timeout=60)
-    assert [r.path.relative_to(tiny_course).as_posix() for r in runs] == [
-        "01_answer.ipynb", "zh-CN/01_answer.ipynb", "zh-CN/02_own.ipynb"]
-
-    answer = (site / "zh-CN" / "01_answer.html").read_text(encoding="utf-8")
-    assert "读出答案" in answer and "FORTY-TWO" in answer  # Chinese text, English run's output
-    assert "<pre>自己运行的" in (site / "zh-CN" / "02_own.html").read_text(encoding="utf-8")
-
-    index, index_zh = (site / "index.html").read_text(), (site / "zh-CN" / "index.html").read_text(encoding="utf-8")
-    assert '<a href="zh-CN/index.html" hreflang="zh-CN" lang="zh-CN">中文</a>' in index
-    assert '<a href="../index.html" hreflang="en" lang="en">English</a>' in index_zh
-    assert '<html lang="zh-CN">' in index_zh and "<th>笔记本</th>" in index_zh
-    assert "读出答案" in index_zh and "另一段代码" in index_zh and "运行无错误" in index_zh
-    assert "Reading the answer" in index and "读出答案" not in index
-

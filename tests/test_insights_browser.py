@@ -32,6 +32,7 @@ from captum_helpers import categories, photo_label, photo_paths
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "05_captum_insights.ipynb"
 FETCH_TIMEOUT_MS = 180_000  # Integrated Gradients on 3 photos takes seconds; a busy CI runner, longer
+SCREENSHOT = Path(__file__).resolve().parents[1] / "build" / "insights-explorer.png"  # captum_course/site.py
 FIRST_PAGE = photo_paths()[:4]  # Insights shows 4 examples a Fetch, whatever img/ holds
 SCORE = re.compile(r"\(\d\.\d{3}\)$")  # a predicted class's button: "tiger cat (0.233)"
 # Errors the front ends raise on their own, with a notebook that only prints (checked with one):
@@ -103,6 +104,19 @@ def fetch_and_check_rows(root) -> None:
     expect(first_map).not_to_have_attribute("src", before, timeout=FETCH_TIMEOUT_MS)
 
 
+def take_screenshot(page, widget) -> None:
+    """The explorer after a Fetch, for notebook 05's page on the website (make site): its controls
+    and first two rows, JupyterLab's notifications hidden."""
+    page.set_viewport_size({"width": 1400, "height": 1300})
+    page.add_style_tag(content=".Toastify { display: none !important; }")
+    widget.scroll_into_view_if_needed()
+    box = widget.bounding_box()
+    second = widget.locator("img[alt=attribution]").nth(1).bounding_box()
+    bottom = min(box["y"] + box["height"], second["y"] + second["height"] + 40)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOT, clip=dict(x=box["x"], y=box["y"], width=box["width"], height=bottom - box["y"]))
+
+
 def run_all(page, app: str) -> None:
     if app == "nbclassic":
         expect(page.locator("#kernel_indicator_icon.kernel_idle_icon")).to_be_attached(timeout=120_000)
@@ -152,6 +166,7 @@ def test_notebook_05_in_jupyterlab_errors_sockets_and_a_restart(page, tmp_path):
         widget = widgets_after_run_all(page, notebook, ".jp-OutputArea-output")
         fetch_and_check_rows(widget)
         lab.wait_for_kernel()  # Run All has ended
+        take_screenshot(page, widget)
 
         (kernel,) = api(lab, "api/kernels")
         connection = Path(lab.env["JUPYTER_RUNTIME_DIR"]) / f"kernel-{kernel['id']}.json"

@@ -14,7 +14,7 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from captum_course.jupyter import offline_env
+from captum_course.site import keep_run, run_env
 from captum_helpers.trust import LOWER_IS_BETTER, beats_all, better, decided_pairs, interval
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_can_you_trust_it.ipynb"
@@ -45,9 +45,10 @@ def run(tmp_path_factory):
     """The notebook executed once on the offline model; its variables and the text it showed."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(new_code_cell(DUMP))
-    env = offline_env(tmp_path_factory.mktemp("torch-home"))  # as `make test` runs the other notebooks
+    env = run_env(tmp_path_factory.mktemp("torch-home"))  # offline, as the website's run (make site)
     NotebookClient(nb, timeout=1200, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute(env=env)
+    keep_run(NOTEBOOK, nbformat.from_dict({**nb, "cells": nb.cells[:-1]}))  # for the website, if asked
     texts = [_texts(cell) for cell in nb.cells]
     values = json.loads(texts[-1].split("NB06 ", 1)[1])
     return SimpleNamespace(text="\n".join(texts[:-1]), **values)

@@ -42,8 +42,9 @@ def _names(requirements):
 
 def test_environment_yml_mirrors_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["lab"])
-    wanted |= {r for r in project["optional-dependencies"]["test"] if not r.startswith("captum-helpers")}
+    extras = project["optional-dependencies"]
+    wanted = set(project["dependencies"]) | set(extras["lab"]) | set(extras["site"])
+    wanted |= {r for r in extras["test"] if not r.startswith("captum-helpers")}
     items = [line.strip()[2:].strip() for line in
              (ROOT / "environment.yml").read_text().splitlines() if line.strip().startswith("- ")]
     env_lines = [i[1:-1] if i[:1] == i[-1:] and i[:1] in "'\"" else i for i in items]  # YAML quotes
@@ -66,3 +67,15 @@ def test_notebook_ends_by_asking_to_shut_its_kernel_down(path):
     """JupyterLab keeps every opened notebook's kernel alive: a class that never shuts one piles them up."""
     last = json.loads(path.read_text())["cells"][-1]
     assert last["cell_type"] == "markdown" and "Kernel → Shut Down Kernel" in "".join(last["source"])
+
+
+@pytest.mark.parametrize("name", ["README.md", "README.zh-CN.md"])
+def test_the_readme_is_a_newcomers_page_whose_links_exist(name):
+    """At most 150 lines: what the course is, the two commands, the notebooks, where the site and
+    the guides are; everything else is in docs/, which the website renders."""
+    text = (ROOT / name).read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    assert "make lab" in text and "make test" in text and "make site" in text
+    links = [href.split("#")[0] for href in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in href]
+    assert {"docs/instructor.md", "docs/hub.md"} <= set(links)
+    assert [href for href in links if href and not (ROOT / href).exists()] == []

@@ -221,8 +221,8 @@ def test_jupyterlab_offers_the_chinese_interface_the_notebooks_speak_of():
 
 
 def _avoided_terms():
-    """The third column of README.zh-CN.md's glossary: translations this course does not use."""
-    text = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").split("## 术语表", 1)[1]
+    """The third column of the glossary (docs/translation.zh-CN.md): translations this course does not use."""
+    text = (ROOT / "docs" / "translation.zh-CN.md").read_text(encoding="utf-8").split("## 术语表", 1)[1]
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     return {term.strip(): row[0].strip() for row in rows[1:] for term in row[2].split("、") if term.strip()}
 
