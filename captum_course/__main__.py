@@ -45,18 +45,19 @@ def _learner(args: argparse.Namespace) -> int:
 
 def _site(args: argparse.Namespace) -> int:
     """Build the course website: run every notebook of both editions (or take its kept run), then Sphinx; exit 1 if either fails."""
-    from .site import RUNS, Settings, all_notebooks, build_site, check_runs, run_notebooks
+    from .site import ROOT, RUNS, Settings, all_notebooks, build_site, check_runs, run_notebooks
 
+    out = args.out or ROOT / "site"
     settings = Settings(**{k: v for k, v in vars(args).items() if k in Settings._fields and v})
     try:
         if args.run_only:
             check_runs(run_notebooks(all_notebooks(args.run_only), RUNS, jobs=args.jobs))
             return 0
-        build_site(args.out, jobs=args.jobs, settings=settings)
+        build_site(out, jobs=args.jobs, settings=settings)
     except RuntimeError as err:
         print(err, file=sys.stderr)
         return 1
-    print(f"Open {Path(args.out) / 'index.html'} (English) or {Path(args.out) / 'zh-CN' / 'index.html'} (中文)")
+    print(f"Open {out / 'index.html'} (English) or {out / 'zh-CN' / 'index.html'} (中文)")
     return 0
 
 
@@ -69,7 +70,7 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: notebooks/)")
     cmd.set_defaults(func=_learner)
     cmd = sub.add_parser("site", help=_site.__doc__, description=_site.__doc__)
-    cmd.add_argument("--out", type=Path, default=Path("site"), help="output folder (default: %(default)s)")
+    cmd.add_argument("--out", type=Path, default=None, help="output folder (default: site/ beside notebooks/)")
     cmd.add_argument("--jobs", type=int, default=2, help="notebooks run at a time (default: %(default)s)")
     cmd.add_argument("--run-only", nargs="+", metavar="EDITION", choices=["en", "zh-CN"],
                      help="only run these editions' notebooks and keep the runs in build/runs/; exit 1 if one fails")

@@ -65,6 +65,7 @@ WORDS = {
         "cached": "the walkthrough's model",
         "colab": "To run it on Colab, run the set-up cell from the [Colab guide](guides/colab.md) first.",
         "shot": "The live explorer needs a running kernel; this is what it looks like after a Fetch.",
+        "another": "Another explorer opens here; it needs a running kernel to show anything.",
         "only_in": "This guide is in Chinese only: it is for those who keep the Chinese edition up to date.",
     },
     "zh-CN": {
@@ -72,7 +73,8 @@ WORDS = {
         "offline": "课程的离线模型；联网时笔记本会加载 ResNet18，数字会不同",
         "cached": "原教程使用的模型",
         "colab": "在 Colab 上运行前，请先运行 [Colab 指南](guides/colab.md)里的安装单元。",
-        "shot": "实时的解释器需要一个正在运行的内核；下图是点击 Fetch 之后它的样子。",
+        "shot": "实时的探索器需要一个正在运行的内核；下图是点击 Fetch 之后它的样子。",
+        "another": "这里会再打开一个探索器；它需要一个正在运行的内核才能显示内容。",
         "only_in": "本指南目前只有英文版。",
     },
 }
@@ -196,42 +198,53 @@ def tidy(nb: nbformat.NotebookNode, edition: str) -> nbformat.NotebookNode:
     """The executed notebook as a page shows it, with no script from another host.
 
     A progress bar (a tqdm widget) becomes the text line tqdm prints in a terminal, from the
-    widget's last state; notebook 05's explorer, which needs a kernel, becomes a screenshot;
-    progress bars written to stderr keep their last line.
+    widget's last state; notebook 05's explorer, which needs a kernel, becomes a screenshot with
+    a caption (a second explorer, a caption alone); progress bars written to stderr keep their
+    last line.
     """
     nb = nbformat.from_dict(nb)
     state = nb.metadata.pop("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    explorers = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         outputs = []
         for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            view = data.get("application/vnd.jupyter.widget-view+json")
-            if view:
-                output = _widget_output(view.get("model_id"), state, edition)
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            widget = state.get(view.get("model_id"), {}) if view else {}
+            if widget.get("model_name") == "AnyModel":
+                explorers += 1
+                outputs += _explorer_outputs(edition, first=explorers == 1)
+            elif view:
+                outputs += _progress_output(widget, state)
             elif output.get("output_type") == "stream" and "\r" in output.get("text", ""):
                 output.text = output.text.rstrip("\n").split("\r")[-1] + "\n"
-            if output is not None:
+                outputs.append(output)
+            else:
                 outputs.append(output)
         cell.outputs = outputs
     return nb
 
 
-def _widget_output(model_id: str | None, state: dict, edition: str) -> nbformat.NotebookNode | None:
-    """What a page shows for a widget: a progress bar's text, the explorer's screenshot, or nothing."""
-    widget = state.get(model_id, {})
-    name, values = widget.get("model_name", ""), widget.get("state", {})
-    if name == "HBoxModel":  # tqdm: [description HTML, FloatProgress, counts HTML]
-        parts = [state.get(child.removeprefix("IPY_MODEL_"), {}).get("state", {}) for child in values.get("children", [])]
-        text = " ".join(p["value"] for p in parts if isinstance(p.get("value"), str))  # the bar's counts are text too
-        return nbformat.v4.new_output("stream", name="stdout", text=re.sub(r"\s+", " ", html.unescape(text)).strip() + "\n")
+def _progress_output(widget: dict, state: dict) -> list[nbformat.NotebookNode]:
+    """A tqdm bar (an HBox of a label, the bar and the counts, as HTML) as the line it ends on."""
+    if widget.get("model_name") != "HBoxModel":
+        return []  # a widget the page cannot show
+    parts = [state.get(child.removeprefix("IPY_MODEL_"), {}).get("state", {})
+             for child in widget.get("state", {}).get("children", [])]
+    text = html.unescape(" ".join(p["value"] for p in parts if isinstance(p.get("value"), str)))
+    return [nbformat.v4.new_output("stream", name="stdout", text=re.sub(r"\s+", " ", text).strip() + "\n")]
+
+
+def _explorer_outputs(edition: str, first: bool) -> list[nbformat.NotebookNode]:
+    """The first explorer as the screenshot of one after a Fetch, under a caption saying so."""
     shot = next((path for path in EXPLORER_SHOTS if path.exists()), None)
-    if name == "AnyModel" and shot:
+    caption = WORDS[edition]["shot" if first and shot else "another"]
+    outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": f"*{caption}*", "text/plain": caption})]
+    if first and shot:
         png = base64.b64encode(shot.read_bytes()).decode()
-        return nbformat.v4.new_output("display_data", data={
-            "image/png": png, "text/plain": WORDS[edition]["shot"]})
-    return None
+        outputs.append(nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": caption}))
+    return outputs
 
 
 def page_notebook(run: Run, model: str, when: str) -> nbformat.NotebookNode:

@@ -16,10 +16,12 @@ language = "zh_CN" if chinese else "en"
 html_search_language = "zh" if chinese else "en"  # jieba segments Chinese words for the index
 if chinese and site.get("search_words"):  # the glossary's terms as whole words (captum_course/site.py)
     html_search_options = {"dict": site["search_words"]}
-extensions = ["myst_nb", "sphinx-mathjax-offline"]  # MathJax from that package, not a CDN
+# No page has mathematics: Sphinx adds MathJax, from a CDN, only to a page that has some, and
+# tests/run_site.py fails on any page that asks another host for anything.
+extensions = ["myst_nb"]
 nb_execution_mode = "off"  # the pages show the outputs of the run make site did before
 nb_ipywidgets_js = {}  # widgets are turned into text or a picture: no script from a CDN
-myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3  # the guides link to each other's sections, as GitHub names them
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 templates_path = [os.path.join(os.path.dirname(__file__), "_templates")]

@@ -54,6 +54,7 @@ def test_a_test_keeps_its_run_numbered_as_run_all_numbers_it(tiny_course, tmp_pa
     nb.cells[1].execution_count = 5  # a test ran a cell of its own first
     nb.cells[1].outputs = [new_output("stream", name="stdout", text="Model: tiny (made by the test)\n"),
                            new_output("execute_result", {"text/plain": "'FORTY-TWO'"}, execution_count=5)]
+    monkeypatch.delenv("CAPTUM_COURSE_RUNS", raising=False)  # make test sets it
     assert keep_run(answer, nb) is None  # nowhere to keep it
     monkeypatch.setenv("CAPTUM_COURSE_RUNS", str(tmp_path / "runs"))
     kept = nbformat.read(keep_run(answer, nb), as_version=4)
@@ -79,17 +80,21 @@ def test_tidy_turns_widgets_into_text_and_a_picture_and_keeps_a_bars_last_line()
         "text/plain": "HBox(children=(...))"})
     nb = new_notebook(cells=[new_code_cell("attribute()", outputs=[
         view("box"), new_output("stream", name="stderr", text="  0%|   | 0/10\r 50%|#  | 5/10\r100%|###| 10/10\n"),
-        view("explorer"), view("gone")])])
+        view("explorer"), view("gone")]), new_code_cell("second_explorer()", outputs=[view("explorer")])])
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": _progress_state()}
     page = tidy(nb, "en")
-    bar, stderr, *shot = page.cells[0].outputs
+    bar, stderr, caption, *shot = page.cells[0].outputs
     assert bar.text == "Occlusion: 100% 785/785 [01:03<00:00, 12.3img/s]\n"
     assert stderr.text == "100%|###| 10/10\n"
     assert "widgets" not in page.metadata and "widget-view" not in str(page)
+    (second,) = page.cells[1].outputs  # a caption alone: the screenshot is of the first explorer
+    assert "Another explorer" in second.data["text/markdown"]
     if any(path.exists() for path in EXPLORER_SHOTS):
+        assert "after a Fetch" in caption.data["text/markdown"]
         assert len(shot) == 1 and shot[0].data["image/png"] and "Fetch" in shot[0].data["text/plain"]
     else:
-        assert shot == []
+        assert shot == [] and "Another explorer" in caption.data["text/markdown"]
+    assert "探索器" in tidy(nb, "zh-CN").cells[1].outputs[0].data["text/markdown"]
 
 
 def test_links_lead_to_pages_of_the_site_or_to_the_repository():
@@ -125,3 +130,15 @@ def test_the_chinese_search_knows_the_glossarys_words_whole():
     terms = glossary_terms()
     assert {"集成梯度", "积分梯度", "遮挡", "合理性检验"} <= set(terms)
     assert "本课程用语" not in terms  # the table's header is not a term
+
+
+def test_the_command_exits_1_with_the_reason_when_the_build_fails(monkeypatch, tmp_path, capsys):
+    from captum_course.__main__ import main
+
+    def failing(out, jobs, settings):
+        assert (out, jobs, settings.jupyterhub_url) == (tmp_path, 1, "https://hub.example.org")
+        raise RuntimeError("notebooks failed: en/02_x.ipynb: ZeroDivisionError")
+
+    monkeypatch.setattr("captum_course.site.build_site", failing)
+    assert main(["site", "--out", str(tmp_path), "--jobs", "1", "--jupyterhub-url", "https://hub.example.org"]) == 1
+    assert "ZeroDivisionError" in capsys.readouterr().err
