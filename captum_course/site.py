@@ -2,7 +2,7 @@
 
     python -m captum_course site [--out site/] [--jobs 2]    # or: make site
 
-The notebooks run once per build, as a machine without internet runs them: ResNet18 where its
+The notebooks run as a machine without internet runs them: ResNet18 where its
 weights are in the torch hub cache, else the offline model. Each edition runs on its own, since
 the Chinese edition prints its results in Chinese (``captum_helpers.say``). A run is kept in
 ``build/runs/`` under a key made of the notebook's code, its edition, the model and the helper

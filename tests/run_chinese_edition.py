@@ -45,6 +45,9 @@ def _shown(cell) -> str:
             data = output["data"]
             if "application/vnd.jupyter.widget-view+json" in data:
                 continue  # a widget (progress bar, explorer): its text is drawn by the front end
+            if any(kind.startswith("image/") for kind in data):
+                continue  # a figure, shown as its picture ("<Figure size ... with 2 Axes>" is its text
+                #           fallback); the words on it are read from matplotlib below
             parts.append(data.get("text/markdown") or data.get("text/html") or data.get("text/plain", ""))
     return "\n".join(parts)
 
