@@ -399,12 +399,15 @@ def build_site(out: str | Path = ROOT / "site", runs_dir: str | Path = RUNS, job
         others = [name for other in EDITIONS if other != edition for name in pages(other)]
         context = dict(settings._asdict(), other_pages=others, search_words=str(words))
         env = dict(os.environ, COURSE_EDITION=edition, COURSE_SITE=json.dumps(context))
-        target = out if edition == "en" else out / edition
+        html = sources / "html" / edition  # myst-nb also writes jupyter_execute/ beside it
+        shutil.rmtree(html, ignore_errors=True)
         done = subprocess.run(
             [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q", "-c", str(DOCS),
-             "-d", str(sources / f".doctrees-{edition}"), str(sources / edition), str(target)],
+             "-d", str(sources / f".doctrees-{edition}"), str(sources / edition), str(html)],
             env=env, text=True, capture_output=True)
         if done.returncode:
             raise RuntimeError(f"Sphinx ({edition}) failed:\n{done.stderr}{done.stdout}")
+        target = out if edition == "en" else out / edition
+        shutil.copytree(html, target, dirs_exist_ok=True)
         print(f"{edition}: {target / 'index.html'}", flush=True)
     return runs

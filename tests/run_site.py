@@ -37,6 +37,7 @@ def site(tmp_path_factory):
     ran = [r for r in runs if r.seconds]
     print(f"site built in {seconds:.0f} s, {len(ran)} of {len(runs)} notebooks run "
           f"({sum(r.seconds for r in ran):.0f} s of it)")
+    assert not (out / "jupyter_execute").exists() and not (out.parent / "jupyter_execute").exists()
     return out
 
 
