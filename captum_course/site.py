@@ -17,6 +17,7 @@ Chinese into ``site/zh-CN/``, searchable in its own language, each page linked t
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import nbformat
+
+from captum_helpers.models import RESNET18_URL
 
 from .handouts import NOTEBOOKS_DIR, ROOT, course_notebooks, execute_notebook, model_in_use, translations
 from .jupyter import offline_env
@@ -154,7 +157,7 @@ def run_env(torch_home: str | Path) -> dict[str, str]:
 
 def build_model(torch_home: Path) -> str:
     """The model a build's notebooks load, decided as ``load_model`` does without internet."""
-    cached = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached = torch_home / "hub" / "checkpoints" / os.path.basename(RESNET18_URL)  # as resnet18_checkpoint()
     return "resnet18" if cached.exists() else "efficientnet_lite0"
 
 
@@ -268,6 +271,7 @@ class Settings(NamedTuple):
     binderhub_url: str = "https://mybinder.org"
 
 
+@functools.cache  # every link of every page looks its target up here
 def pages(edition: str) -> dict[str, Path]:
     """{page name: source file} of one edition: the notebooks, then the guides; the front page
     is ``docs/index.md`` (``docs/index.zh-CN.md``)."""

@@ -27,12 +27,13 @@ import pytest
 from browser import JupyterHub, JupyterServer, launch_chromium, skip_or_fail
 from captum_course.handouts import learner_notebook
 from captum_course.insights import build_visualizer
+from captum_course.site import EXPLORER_SHOTS
 from captum_helpers import categories, photo_label, photo_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "05_captum_insights.ipynb"
 FETCH_TIMEOUT_MS = 180_000  # Integrated Gradients on 3 photos takes seconds; a busy CI runner, longer
-SCREENSHOT = Path(__file__).resolve().parents[1] / "build" / "insights-explorer.png"  # captum_course/site.py
+SCREENSHOT = EXPLORER_SHOTS[0]  # the website's notebook 05 page shows it (captum_course/site.py)
 FIRST_PAGE = photo_paths()[:4]  # Insights shows 4 examples a Fetch, whatever img/ holds
 SCORE = re.compile(r"\(\d\.\d{3}\)$")  # a predicted class's button: "tiger cat (0.233)"
 # Errors the front ends raise on their own, with a notebook that only prints (checked with one):
