@@ -55,7 +55,8 @@ lab: $(READY)
 #   test-chinese    the Chinese edition, every notebook in full, as a machine without internet
 #                   runs it (the offline fallback model, real weights), failing on English in
 #                   what it prints or plots (tests/run_chinese_edition.py). Its code cells are
-#                   the English ones byte for byte (tests/test_translations.py); the learner
+#                   the English program, strings and comments in Chinese
+#                   (tests/test_translations.py); the learner
 #                   copies are these notebooks less their solution cells, and no other cell uses
 #                   what a solution defines (tests/test_handouts.py).
 #   test-site       the website (tests/run_site.py): every English notebook offline, built with

@@ -4,11 +4,12 @@
 
 The notebooks run as a machine without internet runs them: ResNet18 where its
 weights are in the torch hub cache, else the offline model. Each edition runs on its own, since
-the Chinese edition prints its results in Chinese (``captum_helpers.say``). A run is kept in
+the Chinese edition prints and plots in Chinese, its own code's words. A run is kept in
 ``build/runs/`` under a key made of the notebook's code, its edition, the model and the helper
 package's source; a build whose key is there takes the kept run instead of running it again.
 Test runs that execute a notebook in full the same way (``tests/test_notebook_06.py``,
-``tests/run_chinese_edition.py``) keep theirs there too when ``$CAPTUM_COURSE_RUNS`` names the folder.
+``tests/run_chinese_edition.py``) keep theirs there too when ``$CAPTUM_COURSE_RUNS`` names the
+folder.
 
 Sphinx then builds each edition with myst-nb (stored outputs, nothing executed), the
 sphinx-book-theme (launch buttons, download) and ``docs/conf.py``: English into ``site/``,
@@ -35,7 +36,8 @@ import nbformat
 
 from captum_helpers.models import RESNET18_URL
 
-from .handouts import NOTEBOOKS_DIR, ROOT, course_notebooks, execute_notebook, model_in_use, translations
+from .handouts import (NOTEBOOKS_DIR, ROOT, course_notebooks, execute_notebook, model_in_use,
+                       translations)
 from .jupyter import offline_env
 
 DOCS = ROOT / "docs"
@@ -63,19 +65,23 @@ MODELS = {"resnet18": "ResNet18", "efficientnet_lite0": "EfficientNet-Lite0"}
 # What a page says above its outputs, in each edition.
 WORDS = {
     "en": {
-        "ran": "The outputs on this page come from running the notebook on {model} ({when}, {place}).",
-        "offline": "the course's offline model; with internet the notebook loads ResNet18 and its numbers differ",
+        "ran": "The outputs on this page come from running the notebook on {model} "
+               "({when}, {place}).",
+        "offline": "the course's offline model; with internet the notebook loads ResNet18 and its "
+                   "numbers differ",
         "cached": "the walkthrough's model",
-        "colab": "To run it on Colab, run the set-up cell from the [Colab guide](guides/colab.md) first.",
-        "shot": "The live explorer needs a running kernel; this is what it looks like after a Fetch.",
+        "colab": "To run it on Colab, run the set-up cell from the [Colab guide]({colab}) first.",
+        "shot": "The live explorer needs a running kernel; this is what it looks like "
+                "after a Fetch.",
         "another": "Another explorer opens here; it needs a running kernel to show anything.",
-        "only_in": "This guide is in Chinese only: it is for those who keep the Chinese edition up to date.",
+        "only_in": "This guide is in Chinese only: it is for those who keep the Chinese edition "
+                   "up to date.",
     },
     "zh-CN": {
         "ran": "本页的输出来自在 {model} 上运行这个笔记本（{when}，{place}）。",
         "offline": "课程的离线模型；联网时笔记本会加载 ResNet18，数字会不同",
         "cached": "原教程使用的模型",
-        "colab": "在 Colab 上运行前，请先运行 [Colab 指南](guides/colab.md)里的安装单元。",
+        "colab": "在 Colab 上运行前，请先运行 [Colab 指南]({colab})里的安装单元。",
         "shot": "实时的探索器需要一个正在运行的内核；下图是点击 Fetch 之后它的样子。",
         "another": "这里会再打开一个探索器；它需要一个正在运行的内核才能显示内容。",
         "only_in": "本指南目前只有英文版。",
@@ -94,7 +100,8 @@ class Run(NamedTuple):
 
 def helpers_digest() -> str:
     """A fingerprint of the code the notebooks import: a change to it makes every run stale."""
-    files = sorted((ROOT / "captum_helpers").glob("*.py")) + sorted((ROOT / "captum_helpers").glob("*.js"))
+    files = (sorted((ROOT / "captum_helpers").glob("*.py"))
+             + sorted((ROOT / "captum_helpers").glob("*.js")))
     return hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()
 
 
@@ -110,11 +117,13 @@ def run_key(path: Path, model: str) -> str:
     return f"{edition_of(path)}-{path.stem}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
-def keep_run(path: str | Path, executed: nbformat.NotebookNode, runs: str | Path | None = None) -> Path | None:
+def keep_run(path: str | Path, executed: nbformat.NotebookNode,
+             runs: str | Path | None = None) -> Path | None:
     """Keep an executed copy of the notebook at ``path`` (its own cells, outputs included) in
     ``runs`` (default: ``$CAPTUM_COURSE_RUNS``; nothing is kept when neither is set).
 
-    The copy must have the notebook's cells, in order; a test that ran extra cells removes them first.
+    The copy must have the notebook's cells, in order; a test that ran extra cells removes them
+    first.
     """
     runs = runs or os.environ.get(RUNS_ENV)
     model = model_in_use(executed)
@@ -123,13 +132,15 @@ def keep_run(path: str | Path, executed: nbformat.NotebookNode, runs: str | Path
     path, runs = Path(path), Path(runs)
     runs.mkdir(parents=True, exist_ok=True)
     executed = nbformat.from_dict(executed)
-    code = [c for c in executed.cells if c.cell_type == "code" and c.get("execution_count") is not None]
+    code = [c for c in executed.cells
+            if c.cell_type == "code" and c.get("execution_count") is not None]
     for count, cell in enumerate(code, 1):  # numbered as a Run All numbers them, whatever ran first
         cell.execution_count = count
         for output in cell.outputs:
             if output.get("output_type") == "execute_result":
                 output.execution_count = count
-    executed.metadata["captum_course_run"] = {"date": time.strftime("%Y-%m-%d")}  # what the page says
+    # what the page says
+    executed.metadata["captum_course_run"] = {"date": time.strftime("%Y-%m-%d")}
     target = runs / f"{run_key(path, model)}.ipynb"
     nbformat.write(executed, target)
     return target
@@ -142,7 +153,8 @@ def with_outputs(path: Path, kept: nbformat.NotebookNode) -> nbformat.NotebookNo
     ran = [c for c in kept.cells if c.cell_type == "code"]
     for cell, done in zip([c for c in nb.cells if c.cell_type == "code"], ran, strict=True):
         cell.outputs, cell.execution_count = done.outputs, done.execution_count
-    nb.metadata.update({k: v for k, v in kept.metadata.items() if k in ("widgets", "captum_course_run")})
+    nb.metadata.update({k: v for k, v in kept.metadata.items()
+                        if k in ("widgets", "captum_course_run")})
     return nb
 
 
@@ -157,7 +169,8 @@ def run_env(torch_home: str | Path) -> dict[str, str]:
 
 def build_model(torch_home: Path) -> str:
     """The model a build's notebooks load, decided as ``load_model`` does without internet."""
-    cached = torch_home / "hub" / "checkpoints" / os.path.basename(RESNET18_URL)  # as resnet18_checkpoint()
+    # as resnet18_checkpoint()
+    cached = torch_home / "hub" / "checkpoints" / os.path.basename(RESNET18_URL)
     return "resnet18" if cached.exists() else "efficientnet_lite0"
 
 
@@ -166,7 +179,8 @@ def run_notebooks(paths: list[Path], runs: Path, jobs: int = 2, torch_home: Path
     """The notebooks at ``paths``, each executed offline or taken from ``runs``; ``jobs`` at a time.
 
     ``model`` is the model the runs are expected to use (default: the one ``load_model`` picks
-    offline with ``torch_home``, by default ``$TORCH_HOME``); a run is kept under the model it printed.
+    offline with ``torch_home``, by default ``$TORCH_HOME``); a run is kept under the model it
+    printed.
     """
     torch_home = torch_home or Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     model = model or build_model(torch_home)
@@ -179,10 +193,12 @@ def run_notebooks(paths: list[Path], runs: Path, jobs: int = 2, torch_home: Path
         kept = runs / f"{run_key(path, model)}.ipynb"
         if kept.exists():
             print(f"{name}: kept run", flush=True)
-            return Run(path, edition_of(path), with_outputs(path, nbformat.read(kept, as_version=4)), 0.0, None)
+            return Run(path, edition_of(path),
+                       with_outputs(path, nbformat.read(kept, as_version=4)), 0.0, None)
         print(f"{name}: running ...", flush=True)
         done = execute_notebook(path, env=env)
-        print(f"{name}: {done.seconds:.0f} s, " + (f"FAILED: {done.error}" if done.error else "ok"), flush=True)
+        print(f"{name}: {done.seconds:.0f} s, " + (f"FAILED: {done.error}" if done.error else "ok"),
+              flush=True)
         if not done.error:
             keep_run(path, done.notebook, runs)
         return Run(path, edition_of(path), done.notebook, done.seconds, done.error)
@@ -206,7 +222,8 @@ def tidy(nb: nbformat.NotebookNode, edition: str) -> nbformat.NotebookNode:
     last line.
     """
     nb = nbformat.from_dict(nb)
-    state = nb.metadata.pop("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    state = (nb.metadata.pop("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+             .get("state", {}))
     explorers = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -236,17 +253,20 @@ def _progress_output(widget: dict, state: dict) -> list[nbformat.NotebookNode]:
     parts = [state.get(child.removeprefix("IPY_MODEL_"), {}).get("state", {})
              for child in widget.get("state", {}).get("children", [])]
     text = html.unescape(" ".join(p["value"] for p in parts if isinstance(p.get("value"), str)))
-    return [nbformat.v4.new_output("stream", name="stdout", text=re.sub(r"\s+", " ", text).strip() + "\n")]
+    return [nbformat.v4.new_output("stream", name="stdout",
+                                   text=re.sub(r"\s+", " ", text).strip() + "\n")]
 
 
 def _explorer_outputs(edition: str, first: bool) -> list[nbformat.NotebookNode]:
     """The first explorer as the screenshot of one after a Fetch, under a caption saying so."""
     shot = next((path for path in EXPLORER_SHOTS if path.exists()), None)
     caption = WORDS[edition]["shot" if first and shot else "another"]
-    outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": f"*{caption}*", "text/plain": caption})]
+    outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": f"*{caption}*",
+                                                            "text/plain": caption})]
     if first and shot:
         png = base64.b64encode(shot.read_bytes()).decode()
-        outputs.append(nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": caption}))
+        outputs.append(nbformat.v4.new_output("display_data",
+                                              data={"image/png": png, "text/plain": caption}))
     return outputs
 
 
@@ -257,7 +277,11 @@ def page_notebook(run: Run, model: str, when: str) -> nbformat.NotebookNode:
     found = model_in_use(run.notebook) or model
     place = words["cached" if found == "resnet18" else "offline"]
     when = run.notebook.metadata.get("captum_course_run", {}).get("date", when)
-    note = words["ran"].format(model=MODELS.get(found, found), when=when, place=place) + " " + words["colab"]
+    # the link is written from the notebook's folder, as a link of its own Markdown: relink() then
+    # leads it to the guide's page
+    colab = Path(os.path.relpath(DOCS / "colab.md", run.path.parent)).as_posix()
+    note = (words["ran"].format(model=MODELS.get(found, found), when=when, place=place) + " "
+            + words["colab"].format(colab=colab))
     title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
     nb.cells.insert(title + 1, nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```"))
     return nb
@@ -324,7 +348,8 @@ def relink(text: str, source: Path, page: str, edition: str, settings: Settings)
 
 
 def stage(edition: str, runs: dict[Path, Run], settings: Settings, when: str, out: Path) -> None:
-    """Write one edition's Sphinx sources into ``out``: its pages, links mended, notebooks executed."""
+    """Write one edition's Sphinx sources into ``out``: its pages, links mended, notebooks
+    executed."""
     shutil.rmtree(out, ignore_errors=True)
     model = next((model_in_use(r.notebook) for r in runs.values() if model_in_use(r.notebook)), "")
     for page, source in pages(edition).items():
@@ -348,7 +373,8 @@ def stage(edition: str, runs: dict[Path, Run], settings: Settings, when: str, ou
 
 def written_in(source: Path) -> str:
     """The edition a guide is written for: ``NAME.zh-CN.md`` is Chinese, the others English."""
-    return next((code for code in EDITIONS if code != "en" and source.name.endswith(f".{code}.md")), "en")
+    return next((code for code in EDITIONS
+                 if code != "en" and source.name.endswith(f".{code}.md")), "en")
 
 
 def notebooks_of(edition: str) -> list[str]:
@@ -358,7 +384,8 @@ def notebooks_of(edition: str) -> list[str]:
 def toctrees(edition: str, notebooks: list[str], guides: list[str]) -> str:
     """The front page's tables of contents, which are also the site's navigation."""
     caption = {"en": ("Notebooks", "Guides"), "zh-CN": ("笔记本", "指南")}[edition]
-    return "".join(f"\n```{{toctree}}\n:caption: {name}\n:maxdepth: 1\n:hidden:\n\n" + "\n".join(entries) + "\n```\n"
+    return "".join(f"\n```{{toctree}}\n:caption: {name}\n:maxdepth: 1\n:hidden:\n\n"
+                   + "\n".join(entries) + "\n```\n"
                    for name, entries in zip(caption, (notebooks, guides)))
 
 
@@ -367,7 +394,8 @@ def glossary_terms() -> list[str]:
     those it avoids: whole words for the Chinese search, which would otherwise index 积分梯度
     only as 积分 and 梯度 and so find no page for it."""
     text = (DOCS / "translation.zh-CN.md").read_text(encoding="utf-8").split("## 术语表", 1)[1]
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]  # less the header
+    rows = [line for line in text.splitlines()
+            if line.startswith("| ") and "---" not in line][1:]  # less the header
     cells = [cell for line in rows for cell in line.split("|")[2:4]]
     return sorted({t for t in re.findall(r"[\u4e00-\u9fff]{2,}", " ".join(cells))})
 
@@ -393,7 +421,8 @@ def build_site(out: str | Path = ROOT / "site", runs_dir: str | Path = RUNS, job
     when = time.strftime("%Y-%m-%d")
     if out.is_dir() and any(out.iterdir()):
         if not (out / ".buildinfo").exists():  # Sphinx leaves it in every site it builds
-            raise RuntimeError(f"{out} holds files this command did not write: choose a new or empty folder")
+            raise RuntimeError(f"{out} holds files this command did not write: "
+                               "choose a new or empty folder")
         shutil.rmtree(out)
     for edition in EDITIONS:
         stage(edition, by_path, settings, when, sources / edition)
@@ -406,8 +435,9 @@ def build_site(out: str | Path = ROOT / "site", runs_dir: str | Path = RUNS, job
         html = sources / "html" / edition  # myst-nb also writes jupyter_execute/ beside it
         shutil.rmtree(html, ignore_errors=True)
         done = subprocess.run(
-            [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q", "-c", str(DOCS),
-             "-d", str(sources / f".doctrees-{edition}"), str(sources / edition), str(html)],
+            [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q",
+             "-c", str(DOCS), "-d", str(sources / f".doctrees-{edition}"),
+             str(sources / edition), str(html)],
             env=env, text=True, capture_output=True)
         if done.returncode:
             raise RuntimeError(f"Sphinx ({edition}) failed:\n{done.stderr}{done.stdout}")

@@ -1,5 +1,6 @@
 """Helpers for the Captum model-understanding notebooks: the plumbing, not the lesson."""
-from .assets import IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, photo_label, photo_paths
+from .assets import (IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, photo_label,
+                     photo_paths)
 from .images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -10,7 +11,7 @@ from .images import (
     transform,
     transform_normalize,
 )
-from .language import language, say
+from .language import language, say, use_chinese_font
 from .models import (
     MODEL_ENV,
     Prediction,
@@ -27,7 +28,8 @@ from .progress import progress
 from .speed import INTEGRATED_GRADIENTS_BATCH, OCCLUSION_BATCH, fast_model, occlusion_windows
 
 __all__ = [
-    "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_label", "photo_paths",
+    "IMG_DIR", "PHOTOS", "WALKTHROUGH_PHOTOS", "download_walkthrough_photos", "photo_label",
+    "photo_paths",
     "IMAGENET_MEAN", "IMAGENET_STD", "ImageLoadError", "load_image", "preprocess", "to_hwc",
     "transform", "transform_normalize",
     "language", "say",
@@ -36,6 +38,8 @@ __all__ = [
     "default_cmap", "show_image", "progress", "fast_model",
     "INTEGRATED_GRADIENTS_BATCH", "OCCLUSION_BATCH", "occlusion_windows",
 ]
+if language() == "zh":  # the Chinese edition's plots: a CJK font for their titles and labels
+    use_chinese_font()
 # Captum Insights (notebook 05) brings captum.insights (and with it Flask) and anywidget: imported
 # on first use, so a kernel that never opens the explorer does not pay for them.
 _INSIGHTS = ("InsightsWidget", "open_insights")

@@ -1,7 +1,8 @@
-"""The language of what the notebooks print: English, or Chinese for the Chinese edition.
+"""The language of the helper package's own words: English, or Chinese for the Chinese edition.
 
-The two editions run the same code cells, byte for byte, so a cell cannot carry its edition's
-words itself. ``say(english, chinese)`` picks one by the edition the kernel runs for:
+Each edition's notebooks write their own words in their code cells. What the package says itself
+(its errors, ``load_model``'s line, the progress bar, the Insights explorer's statuses) follows
+the edition the kernel runs for, through ``say(english, chinese)``:
 
 * ``$CAPTUM_COURSE_LANGUAGE`` (``en`` or ``zh``) when it is set (Colab, or any place where the
   kernel does not start in the notebook's folder);
@@ -9,7 +10,8 @@ words itself. ``say(english, chinese)`` picks one by the edition the kernel runs
   nbclient start a notebook's kernel in the notebook's folder), ``en`` elsewhere.
 
 For Chinese, matplotlib gets a CJK font (Noto Sans CJK SC from the ``mplfonts`` wheel) behind
-its default one, so Chinese titles and labels render without a system font.
+its default one, so Chinese titles and labels render without a system font: importing
+``captum_helpers`` in the Chinese edition sets it up, as ``say`` does.
 """
 from __future__ import annotations
 

@@ -60,7 +60,8 @@ def to_grid(attributions: torch.Tensor, size: int = GRID, absolute: bool = True)
     """(1, C, H, W) attributions -> (size, size) map: |values| (or signed values) summed over
     channels, then averaged over each cell of a size x size grid."""
     if attributions.dim() != 4 or attributions.shape[0] != 1:
-        raise ValueError(f"to_grid expects attributions of shape (1, C, H, W), got {tuple(attributions.shape)}")
+        raise ValueError("to_grid expects attributions of shape (1, C, H, W), "
+                         f"got {tuple(attributions.shape)}")
     values = attributions.detach().float()
     values = values.abs() if absolute else values
     return F.adaptive_avg_pool2d(values.sum(dim=1, keepdim=True), size)[0, 0]
@@ -108,8 +109,11 @@ def markdown_table(rows: list[dict], digits: int = 2) -> str:
     if not rows:
         raise ValueError("markdown_table needs at least one row")
     keys = list(rows[0])
-    cell = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+
+    def cell(v):  # a "|" inside a cell ("Spearman |map|") would start another column
+        return (f"{v:.{digits}f}" if isinstance(v, float) else str(v)).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, keys)) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(row[k]) for k in keys) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -119,7 +123,8 @@ def randomization_stages(model: torch.nn.Module) -> list[tuple[str, list[torch.n
     order in which the cascading randomization test (Adebayo et al., 2018) re-initializes them."""
     if isinstance(model, models.ResNet):
         return [("fc", [model.fc]), ("layer4", [model.layer4]), ("layer3", [model.layer3]),
-                ("layer2", [model.layer2]), ("layer1", [model.layer1]), ("conv1", [model.conv1, model.bn1])]
+                ("layer2", [model.layer2]), ("layer1", [model.layer1]),
+                ("conv1", [model.conv1, model.bn1])]
     blocks = model._blocks  # EfficientNet-Lite0: groups of blocks that share a resolution
     groups = [("blocks 15", [15]), ("blocks 11-14", range(11, 15)), ("blocks 8-10", range(8, 11)),
               ("blocks 5-7", range(5, 8)), ("blocks 3-4", range(3, 5)), ("blocks 1-2", range(1, 3))]
@@ -139,27 +144,32 @@ def reinitialize(modules: list[torch.nn.Module], seed: int) -> int:
 
 
 @torch.no_grad()
-def cell_curves(model: torch.nn.Module, start: torch.Tensor, end: torch.Tensor, orders: list[torch.Tensor],
-                target: int, steps: int = 20, batch: int = 21, softmax: bool = False) -> torch.Tensor:
+def cell_curves(model: torch.nn.Module, start: torch.Tensor, end: torch.Tensor,
+                orders: list[torch.Tensor], target: int, steps: int = 20, batch: int = 21,
+                softmax: bool = False) -> torch.Tensor:
     """The class score (the logit; its probability if ``softmax``) along paths from ``start`` to
     ``end``, both (1, 3, H, W), one path per order: at step i the first i/steps of the grid cells
     in the order show ``end``, the others ``start``. Returns (len(orders), steps + 1) scores.
 
     Deletion (Petsiuk et al., 2018): start = the photo, end = a filled image, order = most
     important first. Insertion: start = a blurred photo, end = the photo. The two ends are the
-    same for every order, so they go through the model once; the other images ``batch`` at a time."""
+    same for every order, so they go through the model once; the other images ``batch`` at a
+    time."""
     cells = orders[0].numel()
     side = int(round(cells ** 0.5))
     for order in orders:
-        if side * side != cells or order.numel() != cells or sorted(order.tolist()) != list(range(cells)):
-            raise ValueError(f"each order must be a permutation of the cells of a square grid, got {order.numel()} values")
+        if (side * side != cells or order.numel() != cells
+                or sorted(order.tolist()) != list(range(cells))):
+            raise ValueError("each order must be a permutation of the cells of a square grid, "
+                             f"got {order.numel()} values")
     counts = torch.linspace(0, cells, steps + 1).round().long()[1:-1]
     masks = []
     for order in orders:
         rank = torch.empty(cells, dtype=torch.long)
         rank[order] = torch.arange(cells)  # when each cell switches to `end`
         masks.append((rank[None, :] < counts[:, None]).float())
-    masks = F.interpolate(torch.cat(masks).view(-1, 1, side, side), size=start.shape[2:], mode="nearest")
+    masks = F.interpolate(torch.cat(masks).view(-1, 1, side, side), size=start.shape[2:],
+                          mode="nearest")
 
     def score(images):
         output = torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
@@ -208,9 +218,11 @@ def beats_all(a: dict, references: dict[str, dict], lower_is_better: bool) -> bo
     return all(better(a, r, lower_is_better) for r in references.values())
 
 
-def decided_pairs(scores: dict[str, dict], names: list[str], lower_is_better: bool) -> list[tuple[str, str]]:
+def decided_pairs(scores: dict[str, dict], names: list[str],
+                  lower_is_better: bool) -> list[tuple[str, str]]:
     """Every pair (a, b) of ``names`` in which score a beats score b by :func:`better`."""
-    return [(a, b) for a in names for b in names if a != b and better(scores[a], scores[b], lower_is_better)]
+    return [(a, b) for a in names for b in names
+            if a != b and better(scores[a], scores[b], lower_is_better)]
 
 
 def interval(score: dict, digits: int = 2) -> str:
@@ -225,7 +237,8 @@ def edge_map(inputs: torch.Tensor) -> torch.Tensor:
     channel mean, as a (B, C, H, W) map (the same in every channel). It looks at no model."""
     gray = inputs.detach().float().mean(dim=1, keepdim=True)
     sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    edges = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), torch.stack([sobel, sobel.T]).unsqueeze(1))
+    edges = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"),
+                     torch.stack([sobel, sobel.T]).unsqueeze(1))
     return edges.pow(2).sum(dim=1, keepdim=True).sqrt().expand_as(inputs).contiguous()
 
 
@@ -250,8 +263,9 @@ def _scores(model, images: torch.Tensor, targets: torch.Tensor, batch: int) -> t
 
 
 @torch.no_grad()
-def infidelity(model: torch.nn.Module, perturb, inputs: torch.Tensor, targets, maps: dict[str, torch.Tensor],
-               n_samples: int, seed: int, batch: int = 8, relative: bool = True) -> dict[str, torch.Tensor]:
+def infidelity(model: torch.nn.Module, perturb, inputs: torch.Tensor, targets,
+               maps: dict[str, torch.Tensor], n_samples: int, seed: int, batch: int = 8,
+               relative: bool = True) -> dict[str, torch.Tensor]:
     """Yeh et al.'s infidelity of each map in ``maps`` (name -> (B, C, H, W) attributions of
     ``inputs``), as ``captum.metrics.infidelity(..., normalize=True)`` computes it, with the
     same ``n_samples`` perturbations for every map; one value per image.
@@ -265,13 +279,17 @@ def infidelity(model: torch.nn.Module, perturb, inputs: torch.Tensor, targets, m
     perturbation, perturbed = perturb(inputs.repeat_interleave(n_samples, dim=0),
                                       torch.Generator().manual_seed(seed))
     change = (_scores(model, inputs, targets, batch).repeat_interleave(n_samples)
-              - _scores(model, perturbed, targets.repeat_interleave(n_samples), batch)).view(len(inputs), -1)
+              - _scores(model, perturbed, targets.repeat_interleave(n_samples), batch)
+              ).view(len(inputs), -1)
     result = {}
     for name, attributions in maps.items():
-        predicted = (attributions.repeat_interleave(n_samples, dim=0) * perturbation).flatten(1).sum(1)
+        predicted = (attributions.repeat_interleave(n_samples, dim=0)
+                     * perturbation).flatten(1).sum(1)
         predicted = predicted.view(len(inputs), -1)
-        fit, size, total = (predicted * change).sum(1), predicted.pow(2).sum(1), change.pow(2).sum(1)
-        unexplained = total - torch.where(size > 0, fit.pow(2) / size.clamp_min(1e-30), torch.zeros_like(fit))
+        fit, size, total = ((predicted * change).sum(1), predicted.pow(2).sum(1),
+                            change.pow(2).sum(1))
+        unexplained = total - torch.where(size > 0, fit.pow(2) / size.clamp_min(1e-30),
+                                          torch.zeros_like(fit))
         result[name] = unexplained / total if relative else unexplained / n_samples
     return result
 
@@ -283,10 +301,12 @@ def sensitivity(explain, inputs: torch.Tensor, targets, attributions: torch.Tens
     (the map of ``inputs`` itself), as ``captum.metrics.sensitivity_max`` with
     ``n_perturb_samples=1`` computes it: |difference| / |map| (Frobenius norms; 0 for a map
     that does not move). Reusing ``attributions`` saves the explanation captum would redo."""
-    noise = torch.empty(inputs.shape).uniform_(-radius, radius, generator=torch.Generator().manual_seed(seed))
+    noise = torch.empty(inputs.shape).uniform_(-radius, radius,
+                                               generator=torch.Generator().manual_seed(seed))
     moved = explain(inputs + noise, targets).detach()
     norm = attributions.detach().flatten(1).norm(dim=1)
-    return (moved - attributions.detach()).flatten(1).norm(dim=1) / torch.where(norm > 0, norm, torch.ones_like(norm))
+    return ((moved - attributions.detach()).flatten(1).norm(dim=1)
+            / torch.where(norm > 0, norm, torch.ones_like(norm)))
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> float:
@@ -301,11 +321,16 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) 
         span = m.max() - m.min()
         maps.append(((m - m.min()) / span if span > 0 else torch.zeros_like(m))[None, None])
     if maps[0].shape != maps[1].shape:
-        raise ValueError(f"ssim needs maps of the same size, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError("ssim needs maps of the same size, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
     x, y = maps
-    g = torch.exp(-(torch.arange(window, dtype=torch.float64) - (window - 1) / 2) ** 2 / (2 * sigma ** 2))
+    g = torch.exp(-(torch.arange(window, dtype=torch.float64) - (window - 1) / 2) ** 2
+                  / (2 * sigma ** 2))
     kernel = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
-    blur = lambda t: F.conv2d(t, kernel)  # noqa: E731
+
+    def blur(t):
+        return F.conv2d(t, kernel)
+
     mx, my = blur(x), blur(y)
     vx, vy, cov = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
     c1, c2 = 0.01 ** 2, 0.03 ** 2

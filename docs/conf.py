@@ -14,12 +14,15 @@ author = "the course's authors" if not chinese else "课程作者"
 copyright = "2026"
 language = "zh_CN" if chinese else "en"
 html_search_language = "zh" if chinese else "en"  # jieba segments Chinese words for the index
-if chinese and site.get("search_words"):  # the glossary's terms as whole words (captum_course/site.py)
+# the glossary's terms as whole words (captum_course/site.py)
+if chinese and site.get("search_words"):
     html_search_options = {"dict": site["search_words"]}
 # No page has mathematics: Sphinx adds MathJax, from a CDN, only to a page that has some, and
 # tests/run_site.py fails on any page that asks another host for anything.
 extensions = ["myst_nb"]
 nb_execution_mode = "off"  # the pages show the outputs of the run make site did before
+# a table a cell displays as Markdown (notebook 06) renders as a table, as in JupyterLab
+nb_render_markdown_format = "myst"
 nb_ipywidgets_js = {}  # widgets are turned into text or a picture: no script from a CDN
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3  # the guides link to each other's sections, as GitHub names them
@@ -31,8 +34,8 @@ html_theme = "sphinx_book_theme"
 html_title = project
 html_last_updated_fmt = ""
 html_show_sourcelink = False
-html_context = {"edition": edition, "other_pages": site.get("other_pages", []), "default_mode": "auto",
-                "other": "English" if chinese else "中文"}
+html_context = {"edition": edition, "other_pages": site.get("other_pages", []),
+                "default_mode": "auto", "other": "English" if chinese else "中文"}
 html_theme_options = {
     "repository_url": site.get("repository", ""),
     "repository_branch": site.get("branch", "main"),

@@ -19,11 +19,12 @@ from captum_helpers.models import categories
 
 # Names that stay as they are: methods (as captum and the papers spell them), the course's
 # models and reference maps, and libraries.
-NAMES = ("Integrated Gradients", "NoiseTunnel", "Noise Tunnel", "SmoothGrad", "Layer GradCAM", "GradCAM",
-         "Grad-CAM", "Guided Backprop", "Guided GradCAM", "Saliency", "Occlusion", "Feature Ablation",
-         "Captum Insights", "Captum", "PyTorch", "ResNet18", "EfficientNet-Lite0", "ImageNet", "Edge detector",
-         "Random", "Constant", "Sobel", "ReLU", "ReLU6", "SiLU", "Swish", "IG", "SSIM", "Spearman", "IoU",
-         "ROAD", "AUC", "JupyterLab", "Jupyter", "Python")
+NAMES = ("Integrated Gradients", "NoiseTunnel", "Noise Tunnel", "SmoothGrad", "Layer GradCAM",
+         "GradCAM", "Grad-CAM", "Guided Backprop", "Guided GradCAM", "Saliency", "Occlusion",
+         "Feature Ablation", "Captum Insights", "Captum", "PyTorch", "ResNet18",
+         "EfficientNet-Lite0", "ImageNet", "Edge detector", "Random", "Constant", "Sobel", "ReLU",
+         "ReLU6", "SiLU", "Swish", "IG", "SSIM", "Spearman", "IoU", "ROAD", "AUC", "JupyterLab",
+         "Jupyter", "Python")
 # Records every text matplotlib is given, to read back the words of each figure after the run.
 RECORD = """import matplotlib.text as _mtext
 _course_texts, _set_text = [], _mtext.Text.set_text
@@ -46,9 +47,10 @@ def _shown(cell) -> str:
             if "application/vnd.jupyter.widget-view+json" in data:
                 continue  # a widget (progress bar, explorer): its text is drawn by the front end
             if any(kind.startswith("image/") for kind in data):
-                continue  # a figure, shown as its picture ("<Figure size ... with 2 Axes>" is its text
-                #           fallback); the words on it are read from matplotlib below
-            parts.append(data.get("text/markdown") or data.get("text/html") or data.get("text/plain", ""))
+                continue  # a figure, shown as its picture ("<Figure size ... with 2 Axes>" is
+                #           its text fallback); the words on it are read from matplotlib below
+            parts.append(data.get("text/markdown") or data.get("text/html")
+                         or data.get("text/plain", ""))
     return "\n".join(parts)
 
 
@@ -59,7 +61,8 @@ def test_the_chinese_notebook_runs_offline_and_shows_no_english(path, tmp_path):
     env = run_env(tmp_path / "torch-home")  # offline; the edition from the folder, as in Jupyter
     NotebookClient(nb, timeout=1200, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
-    keep_run(path, nbformat.from_dict({**nb, "cells": nb.cells[1:-1]}))  # the website's run (make site)
+    # the website's run (make site)
+    keep_run(path, nbformat.from_dict({**nb, "cells": nb.cells[1:-1]}))
     names = NAMES + categories()
     found = {}
     for index, cell in enumerate(nb.cells[1:-1]):

@@ -1,4 +1,5 @@
-"""Learner copies (solutions removed), on small notebooks the tests write and on the course's own."""
+"""Learner copies (solutions removed), on small notebooks the tests write and on the course's
+own."""
 import ast
 import os
 from pathlib import Path
@@ -8,7 +9,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from captum_course.__main__ import main
-from captum_course.handouts import NOTEBOOKS_DIR, SOLUTION_TAG, build_learner_copies, course_notebooks
+from captum_course.handouts import (NOTEBOOKS_DIR, SOLUTION_TAG, build_learner_copies,
+                                    course_notebooks)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +52,8 @@ def test_learner_copy_drops_solution_cells_and_keeps_the_rest(notebooks_dir, tmp
     assert "01_cats.ipynb (2 solution cells removed, written)" in capsys.readouterr().out
 
     cells = nbformat.read(out / "01_cats.ipynb", as_version=4).cells
-    assert [c.source for c in cells] == ["# Counting cats", "cats = 3\ncats", "**Exercise:** double the cats.",
+    assert [c.source for c in cells] == ["# Counting cats", "cats = 3\ncats",
+                                         "**Exercise:** double the cats.",
                                          "# your code here", "## What you learned"]
     assert [c.metadata.get("tags") for c in cells] == [None, None, ["exercise"], ["exercise"], None]
     assert all(not c.outputs and c.execution_count is None for c in cells if c.cell_type == "code")
@@ -65,13 +68,14 @@ def test_learner_copy_leaves_the_instructor_notebook_alone(notebooks_dir, tmp_pa
 
 @pytest.mark.parametrize("edition", ["", "zh-CN"], ids=["en", "zh-CN"])
 def test_learner_copies_of_the_course_notebooks(tmp_path, edition):
-    """On the real notebooks of both editions: the copy is the notebook less its solution cells, every
-    exercise cell kept, every other cell the same (type, source, metadata), outputs cleared. With the
-    translations' code held equal to the English (test_translations.py), one run of one edition's
-    learner copies executes the code of both."""
+    """On the real notebooks of both editions: the copy is the notebook less its solution cells,
+    every exercise cell kept, every other cell the same (type, source, metadata), outputs cleared.
+    With the translations' code held to the English program (test_translations.py), one run of
+    one edition's learner copies executes the program of both."""
     written = build_learner_copies(tmp_path / "learner")
     out, notebooks = tmp_path / "learner" / edition, NOTEBOOKS_DIR / edition
-    assert {p.name for p in written if p.parent == out} == {p.name for p in course_notebooks(notebooks)}
+    assert ({p.name for p in written if p.parent == out}
+            == {p.name for p in course_notebooks(notebooks)})
     exercises = 0
     for path in course_notebooks(notebooks):
         original = nbformat.read(path, as_version=4)
@@ -80,7 +84,8 @@ def test_learner_copies_of_the_course_notebooks(tmp_path, edition):
         copy = nbformat.read(out / path.name, as_version=4)
         assert [(c.cell_type, c.source, c.metadata, c.get("attachments")) for c in copy.cells] == [
             (c.cell_type, c.source, c.metadata, c.get("attachments")) for c in kept], path.name
-        assert all(not c.outputs and c.execution_count is None for c in copy.cells if c.cell_type == "code")
+        assert all(not c.outputs and c.execution_count is None for c in copy.cells
+                   if c.cell_type == "code")
         assert {k: v for k, v in copy.metadata.items() if k != "captum_course"} == original.metadata
         assert written[out / path.name] == (len(original.cells) - len(kept), "written", None)
     assert exercises >= 10  # two or three per notebook from 01 on
@@ -99,7 +104,8 @@ def _names(tree: ast.AST, store: bool) -> set[str]:
 
 @pytest.mark.parametrize("path", course_notebooks(NOTEBOOKS_DIR), ids=lambda p: p.stem)
 def test_no_cell_depends_on_a_solution_cell(path):
-    """Learner copies drop the solutions: a later cell must not read a name only a solution defines."""
+    """Learner copies drop the solutions: a later cell must not read a name only a solution
+    defines."""
     nb = nbformat.read(path, as_version=4)
     defined, from_solutions = set(), set()
     tags = [cell.metadata.get("tags", []) for cell in nb.cells]
@@ -120,7 +126,8 @@ def test_no_cell_depends_on_a_solution_cell(path):
 
 
 def test_regenerating_keeps_what_the_learner_changed(notebooks_dir, tmp_path, capsys):
-    """`make learner` twice, with a note added in between: the note stays, the new copy goes beside it."""
+    """`make learner` twice, with a note added in between: the note stays, the new copy goes
+    beside it."""
     out = tmp_path / "learner"
     assert main(["learner", "--out", str(out), "--notebooks", str(notebooks_dir)]) == 0
     mine = nbformat.read(out / "01_cats.ipynb", as_version=4)
@@ -138,13 +145,17 @@ def test_regenerating_keeps_what_the_learner_changed(notebooks_dir, tmp_path, ca
 
     assert main(["learner", "--out", str(out), "--notebooks", str(notebooks_dir)]) == 0
     said = capsys.readouterr().out
-    assert f"{out / '01_cats.ipynb'}: kept as it is, it has your changes; the new copy is 01_cats.new.ipynb" in said
+    assert (f"{out / '01_cats.ipynb'}: kept as it is, it has your changes; the new copy is "
+            "01_cats.new.ipynb") in said
     assert f"{out / '00_intro.ipynb'} (0 solution cells removed, up to date)" in said
     assert (out / "01_cats.ipynb").read_bytes() == theirs  # not a byte changed
-    assert nbformat.read(out / "01_cats.new.ipynb", as_version=4).cells[0].source == "# Counting cats, again"
-    assert nbformat.read(out / "00_intro.ipynb", as_version=4).cells[0].outputs  # their outputs stay
+    assert (nbformat.read(out / "01_cats.new.ipynb", as_version=4).cells[0].source
+            == "# Counting cats, again")
+    # their outputs stay
+    assert nbformat.read(out / "00_intro.ipynb", as_version=4).cells[0].outputs
 
-    assert build_learner_copies(out, notebooks_dir)[out / "01_cats.ipynb"].status == "kept"  # and again
+    # and again
+    assert build_learner_copies(out, notebooks_dir)[out / "01_cats.ipynb"].status == "kept"
     (out / "01_cats.ipynb").unlink()  # a learner who wants the new copy deletes theirs
     assert build_learner_copies(out, notebooks_dir)[out / "01_cats.ipynb"].status == "written"
 
@@ -156,7 +167,8 @@ def test_a_copy_the_learner_did_not_change_follows_the_course(notebooks_dir, tmp
     course.cells[0].source = "# Counting cats, again"
     nbformat.write(course, notebooks_dir / "01_cats.ipynb")
     assert build_learner_copies(out, notebooks_dir)[out / "01_cats.ipynb"].status == "written"
-    assert nbformat.read(out / "01_cats.ipynb", as_version=4).cells[0].source == "# Counting cats, again"
+    assert (nbformat.read(out / "01_cats.ipynb", as_version=4).cells[0].source
+            == "# Counting cats, again")
     assert not (out / "01_cats.new.ipynb").exists()
     (out / "00_intro.ipynb").write_text("not a notebook")  # whatever it is, it is the learner's
     assert build_learner_copies(out, notebooks_dir)[out / "00_intro.ipynb"].status == "kept"
@@ -173,7 +185,8 @@ def _bilingual_course(root):
     nb = _exercise_notebook()
     nbformat.write(nb, english / "01_cats.ipynb")
     for cell, text in zip([c for c in nb.cells if c.cell_type == "markdown"],
-                          ["# 数猫", "**练习：** 把猫的数量翻倍。", "翻倍就是乘以二。", "## 本节小结"]):
+                          ["# 数猫", "**练习：** 把猫的数量翻倍。", "翻倍就是乘以二。",
+                           "## 本节小结"]):
         cell.source = text
     nbformat.write(nb, chinese / "01_cats.ipynb")
     return english
@@ -183,10 +196,12 @@ def test_learner_copies_of_a_translation_go_to_its_subfolder_and_find_the_photos
     notebooks = _bilingual_course(tmp_path)
     out = tmp_path / "learner"
     assert main(["learner", "--out", str(out), "--notebooks", str(notebooks)]) == 0
-    assert f"{out / 'zh-CN' / '01_cats.ipynb'} (2 solution cells removed, written)" in capsys.readouterr().out
+    assert (f"{out / 'zh-CN' / '01_cats.ipynb'} (2 solution cells removed, written)"
+            in capsys.readouterr().out)
     cells = nbformat.read(out / "zh-CN" / "01_cats.ipynb", as_version=4).cells
-    assert [c.source for c in cells] == ["# 数猫", "cats = 3\ncats", "**练习：** 把猫的数量翻倍。",
-                                         "# your code here", "## 本节小结"]
+    assert [c.source for c in cells] == ["# 数猫", "cats = 3\ncats",
+                                         "**练习：** 把猫的数量翻倍。", "# your code here",
+                                         "## 本节小结"]
     assert (out / "zh-CN" / ".." / "img" / "photo.txt").read_text() == "a photo"
     assert (out / "img").is_symlink() and not Path(os.readlink(out / "img")).is_absolute()
     assert build_learner_copies(out, notebooks)  # again: the link is already there

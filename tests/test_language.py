@@ -1,5 +1,10 @@
-"""captum_helpers.say: the edition's words, chosen by $CAPTUM_COURSE_LANGUAGE or the kernel's folder;
-and english_sentences, which the Chinese edition's run uses to find English left in its outputs."""
+"""captum_helpers.say: the edition's words, chosen by $CAPTUM_COURSE_LANGUAGE or the kernel's
+folder; and english_sentences, which the Chinese edition's run uses to find English left in its
+outputs."""
+import os
+import subprocess
+import sys
+
 import matplotlib
 import pytest
 
@@ -54,8 +59,22 @@ def test_chinese_gets_a_cjk_font_behind_the_default(in_folder):
     assert CJK_FONT in {f.name for f in font_manager.fontManager.ttflist}
 
 
+@pytest.mark.parametrize("folder, font", [("zh-CN", True), ("notebooks", False)])
+def test_importing_the_helpers_in_the_chinese_edition_sets_the_font(tmp_path, folder, font):
+    """The notebooks no longer call say(): the import gives the Chinese edition's plots their
+    font."""
+    (tmp_path / folder).mkdir()
+    env = {k: v for k, v in os.environ.items() if k != LANGUAGE_ENV}
+    shown = subprocess.run(
+        [sys.executable, "-c",
+         "import captum_helpers, matplotlib; print(matplotlib.rcParams['font.family'])"],
+        cwd=tmp_path / folder, env=env, capture_output=True, text=True, check=True).stdout
+    assert (CJK_FONT in shown) is font, shown
+
+
 @pytest.mark.parametrize("text, found", [
-    ("negative sum: evidence against tabby", ["sum"]),  # "evidence against": two words, no common one
+    # "evidence against": two words, no common one
+    ("negative sum: evidence against tabby", ["sum"]),
     ("| method | mean ± spread |", ["method", "mean", "spread"]),
     ("总和为负：不利于 Egyptian cat 的证据 IG 3.20", []),
     ("模型：efficientnet_lite0（来自 wheel）", []),

@@ -32,10 +32,12 @@ def assigned_names(source: str) -> set[str]:
 
 
 def run_lesson_cells(notebook: str, *names: str) -> dict:
-    """Run the notebook's import-only cells and the cell that assigns ``names``; return its namespace."""
+    """Run the notebook's import-only cells and the cell that assigns ``names``; return its
+    namespace."""
     sources = code_cells(notebook)
     defining = [s for s in sources if set(names) <= assigned_names(s)]
-    assert len(defining) == 1, f"{notebook} should assign {names} in exactly one cell, found {len(defining)}"
+    assert len(defining) == 1, (f"{notebook} should assign {names} in exactly one cell, "
+                                f"found {len(defining)}")
     imports = [s for s in sources
                if all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in ast.parse(s).body)]
     namespace: dict = {}
@@ -45,7 +47,8 @@ def run_lesson_cells(notebook: str, *names: str) -> dict:
 
 
 def imported_from_package(notebook: str) -> set[str]:
-    return {alias.asname or alias.name for source in code_cells(notebook) for node in ast.walk(ast.parse(source))
+    return {alias.asname or alias.name for source in code_cells(notebook)
+            for node in ast.walk(ast.parse(source))
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("captum_helpers")
             for alias in node.names}
 
@@ -79,10 +82,12 @@ def test_notebook_01_normalization_has_the_package_mean_and_std(lesson01):
 
 
 def test_notebook_01_cells_and_package_prepare_a_photo_identically(lesson01):
-    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8))
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 451, 3),
+                                                              dtype=np.uint8))
     cell_img = lesson01["transform"](photo)
     assert torch.equal(cell_img, images.transform(photo))
-    assert torch.equal(lesson01["transform_normalize"](cell_img), images.transform_normalize(cell_img))
+    assert torch.equal(lesson01["transform_normalize"](cell_img),
+                       images.transform_normalize(cell_img))
 
 
 def test_notebook_02_builds_the_package_colormap_in_a_cell():
@@ -99,10 +104,12 @@ def test_batch_sizes_in_the_cells_are_the_named_constants(notebook):
     found = {}
     for source in code_cells(notebook):
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.keyword) and node.arg in ("internal_batch_size", "perturbations_per_eval"):
+            if isinstance(node, ast.keyword) and node.arg in ("internal_batch_size",
+                                                              "perturbations_per_eval"):
                 found.setdefault(node.arg, []).append(ast.unparse(node.value))
     assert found, f"{notebook} sets no batch size"
-    expected = {"internal_batch_size": "INTEGRATED_GRADIENTS_BATCH", "perturbations_per_eval": "OCCLUSION_BATCH"}
+    expected = {"internal_batch_size": "INTEGRATED_GRADIENTS_BATCH",
+                "perturbations_per_eval": "OCCLUSION_BATCH"}
     for argument, values in found.items():
         assert set(values) == {expected[argument]}, f"{notebook}: {argument}={values}"
 
@@ -110,7 +117,8 @@ def test_batch_sizes_in_the_cells_are_the_named_constants(notebook):
 PROJECTOR_WIDTH = 100  # characters: a code line a back row can read without scrolling
 
 
-@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")) + sorted(NOTEBOOKS.glob("zh-CN/*.ipynb")),
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb"))
+                         + sorted(NOTEBOOKS.glob("zh-CN/*.ipynb")),
                          ids=lambda p: p.relative_to(NOTEBOOKS).as_posix())
 def test_code_lines_fit_a_projector(path):
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]

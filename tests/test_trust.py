@@ -9,15 +9,17 @@ import torchvision
 from captum import metrics
 from captum.attr import Saliency
 
-from captum_helpers.trust import (LOWER_IS_BETTER, auc, beats_all, better, cell_curves, decided_pairs, edge_map, infidelity,
-                                  interval, markdown_table, random_map, randomization_stages, region_share,
-                                  reinitialize, sensitivity, spearman, ssim, summary, to_grid, top_cells, top_iou)
+from captum_helpers.trust import (LOWER_IS_BETTER, auc, beats_all, better, cell_curves,
+                                  decided_pairs, edge_map, infidelity, interval, markdown_table,
+                                  random_map, randomization_stages, region_share, reinitialize,
+                                  sensitivity, spearman, ssim, summary, to_grid, top_cells, top_iou)
 
 
 @pytest.mark.parametrize("a, b, expected", [
     # no ties: 1 - 6 * sum(d^2) / (n (n^2 - 1)) with d = (0, -1, 1, -1, 1): 1 - 24 / 120
     ([10, 20, 30, 40, 50], [1, 3, 2, 5, 4], 0.8),
-    # ties share their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4) give 4.5 / sqrt(4.5 * 5)
+    # ties share their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4) give
+    # 4.5 / sqrt(4.5 * 5)
     ([1, 2, 2, 3], [1, 2, 3, 4], 4.5 / np.sqrt(22.5)),
     ([1, 2, 3, 4], [4, 3, 2, 1], -1.0),
     ([3, 3, 3, 3], [1, 2, 3, 4], 0.0),  # a constant map has no order
@@ -85,7 +87,8 @@ def test_to_grid_rejects_a_bare_image():
 
 
 class CornerScore(torch.nn.Module):
-    """Class 1's score is the mean of the top-left 2x2 cell of a 4x4 grid (8x8 input); class 0's is 0."""
+    """Class 1's score is the mean of the top-left 2x2 cell of a 4x4 grid (8x8 input); class 0's
+    is 0."""
 
     def forward(self, x):
         corner = x[:, :, :2, :2].mean(dim=(1, 2, 3))
@@ -105,15 +108,17 @@ def test_cell_curve_follows_the_cells_in_order():
 
 
 def test_cell_curve_switches_the_right_share_of_pixels():
-    mean_score = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    mean_score = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                     torch.nn.Linear(3, 2))
     with torch.no_grad():
         mean_score[2].weight.copy_(torch.tensor([[0.0, 0, 0], [1 / 3, 1 / 3, 1 / 3]]))
         mean_score[2].bias.zero_()
     order = torch.randperm(16, generator=torch.Generator().manual_seed(0))
-    curve = cell_curves(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), [order], target=1, steps=4)[0]
+    curve = cell_curves(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), [order],
+                        target=1, steps=4)[0]
     assert torch.allclose(curve, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
-    probabilities = cell_curves(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), [order],
-                                target=1, steps=4, softmax=True)[0]
+    probabilities = cell_curves(mean_score, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8),
+                                [order], target=1, steps=4, softmax=True)[0]
     assert torch.allclose(probabilities, torch.sigmoid(curve))  # softmax of (0, s) at class 1
 
 
@@ -126,19 +131,27 @@ def test_cell_curves_share_the_ends_and_follow_each_order():
     curves = cell_curves(model, start, end, orders, target=1, steps=16, batch=10)
     assert curves.tolist() == [[1.0] + [0.0] * 16, [1.0] * 16 + [0.0]]
     assert sum(calls) == 2 + 2 * 15, "the two ends once, then each order's inner steps"
-    assert torch.equal(curves[1], cell_curves(CornerScore(), start, end, orders[1:], target=1, steps=16)[0])
+    assert torch.equal(curves[1],
+                       cell_curves(CornerScore(), start, end, orders[1:], target=1, steps=16)[0])
 
 
 @pytest.mark.parametrize("order", [torch.arange(15), torch.tensor([0] * 16)])
 def test_cell_curve_rejects_an_order_that_is_no_permutation_of_a_square_grid(order):
     with pytest.raises(ValueError, match="permutation"):
-        cell_curves(CornerScore(), torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), [order], target=1)
+        cell_curves(CornerScore(), torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), [order],
+                    target=1)
 
 
 def test_markdown_table():
-    rows = [{"pair": "IG – Occlusion", "Spearman": 0.123456, "n": 3}, {"pair": "x", "Spearman": -1.0, "n": 4}]
+    rows = [{"pair": "IG – Occlusion", "Spearman": 0.123456, "n": 3},
+            {"pair": "x", "Spearman": -1.0, "n": 4}]
     assert markdown_table(rows, digits=3).splitlines() == [
-        "| pair | Spearman | n |", "|---|---|---|", "| IG – Occlusion | 0.123 | 3 |", "| x | -1.000 | 4 |"]
+        "| pair | Spearman | n |", "|---|---|---|", "| IG – Occlusion | 0.123 | 3 |",
+        "| x | -1.000 | 4 |"]
+    # a "|" in a header or a cell is escaped: unescaped, "Spearman |map|" split the header into
+    # more columns than the rule below it, and the website showed the table as raw text
+    piped = markdown_table([{"Spearman |map|": "a|b"}]).splitlines()
+    assert piped == ["| Spearman \\|map\\| |", "|---|", "| a\\|b |"]
 
 
 def _parameter_ids(modules):
@@ -150,7 +163,8 @@ def _check_stages_cover_the_model(model):
     seen = [_parameter_ids(modules) for _, modules in stages]
     assert all(seen), "every stage has weights to randomize"
     assert sum(len(s) for s in seen) == len(set().union(*seen)), "no weight in two stages"
-    assert set().union(*seen) == {id(p) for p in model.parameters()}, "the last stage leaves nothing trained"
+    assert set().union(*seen) == {id(p) for p in model.parameters()}, (
+        "the last stage leaves nothing trained")
     return [name for name, _ in stages]
 
 
@@ -172,16 +186,19 @@ def test_reinitialize_changes_only_the_given_layers_and_repeats_with_its_seed():
         # layer4[1]: 2 convolutions, 2 batch norms
         assert reinitialize([twin.fc, twin.layer4], seed=3) == 1 + 6 + 4
     redrawn = _parameter_ids([first.fc, first.layer4])
-    for (name, before), after, again in zip(model.named_parameters(), first.parameters(), second.parameters()):
+    for (name, before), after, again in zip(model.named_parameters(), first.parameters(),
+                                            second.parameters()):
         assert torch.equal(after, again), f"{name}: same seed, same weights"
         if id(after) not in redrawn:
             assert torch.equal(before, after), f"{name} should keep its weights"
-        elif after.dim() > 1:  # convolution and linear weights (a fresh batch norm is 1s and 0s again)
+        elif after.dim() > 1:
+            # convolution and linear weights (a fresh batch norm is 1s and 0s again)
             assert not torch.equal(before, after), f"{name} was not re-drawn"
 
 
 def test_summary_is_the_mean_and_the_sample_standard_deviation():
-    assert summary([1.0, 2.0, 3.0]) == {"mean": 2.0, "spread": 1.0}  # sqrt(((-1)^2 + 0 + 1^2) / (3 - 1))
+    # sqrt(((-1)^2 + 0 + 1^2) / (3 - 1))
+    assert summary([1.0, 2.0, 3.0]) == {"mean": 2.0, "spread": 1.0}
     assert summary(torch.tensor([0.5])) == {"mean": 0.5, "spread": 0.0}
     assert interval(summary([1.0, 2.0, 3.0])) == "2.00 ± 1.00"
     with pytest.raises(ValueError, match="finite"):
@@ -195,8 +212,10 @@ def test_summary_is_the_mean_and_the_sample_standard_deviation():
     ({"mean": 1.0, "spread": 0.5}, {"mean": 2.0, "spread": 0.5}, True, False),   # 1.5 touches 1.5
     ({"mean": 1.0, "spread": 0.6}, {"mean": 2.0, "spread": 0.5}, True, False),   # overlap
     ({"mean": 2.0, "spread": 0.0}, {"mean": 1.0, "spread": 0.0}, True, False),   # worse
-    ({"mean": 2.0, "spread": 0.3}, {"mean": 1.0, "spread": 0.2}, False, True),   # higher is better: 1.7 > 1.2
-    ({"mean": 1.01, "spread": 0.0}, {"mean": 1.0, "spread": 0.0}, False, True),  # no noise: any gap counts
+    # higher is better: 1.7 > 1.2
+    ({"mean": 2.0, "spread": 0.3}, {"mean": 1.0, "spread": 0.2}, False, True),
+    # no noise: any gap counts
+    ({"mean": 1.01, "spread": 0.0}, {"mean": 1.0, "spread": 0.0}, False, True),
 ])
 def test_better_needs_intervals_that_do_not_touch(a, b, lower, expected):
     assert better(a, b, lower) is expected
@@ -254,39 +273,47 @@ def _noise(inputs, generator):
 
 
 def test_infidelity_gives_captums_numbers_for_every_map():
-    model, inputs, targets = _Tiny().eval(), torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), [0, 2]
-    maps = {"gradient": Saliency(model).attribute(inputs, target=targets, abs=False), "random": random_map(inputs, 3)}
-    ours = infidelity(model, _noise, inputs, targets, maps, n_samples=16, seed=5, batch=7, relative=False)
+    model, targets = _Tiny().eval(), [0, 2]
+    inputs = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    maps = {"gradient": Saliency(model).attribute(inputs, target=targets, abs=False),
+            "random": random_map(inputs, 3)}
+    ours = infidelity(model, _noise, inputs, targets, maps, n_samples=16, seed=5, batch=7,
+                      relative=False)
     for name, attributions in maps.items():
         generator = torch.Generator().manual_seed(5)  # the same noise, drawn in the same order
-        theirs = metrics.infidelity(model, lambda x: _noise(x, generator), inputs, attributions, target=targets,
-                                    n_perturb_samples=16, normalize=True)
+        theirs = metrics.infidelity(model, lambda x: _noise(x, generator), inputs, attributions,
+                                    target=targets, n_perturb_samples=16, normalize=True)
         assert torch.allclose(ours[name], theirs, rtol=1e-4), name
 
 
 def test_relative_infidelity_is_0_for_a_perfect_map_and_1_for_none():
     linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
     inputs = torch.randn(3, 3, 2, 2, generator=torch.Generator().manual_seed(0))
-    weights = linear[1].weight[1].detach().view(1, 3, 2, 2).expand_as(inputs)  # the exact gradient of class 1
-    scores = infidelity(linear, _noise, inputs, 1, {"exact": weights, "none": torch.zeros_like(inputs),
-                                                   "half": 0.5 * weights}, n_samples=8, seed=0)
+    # the exact gradient of class 1
+    weights = linear[1].weight[1].detach().view(1, 3, 2, 2).expand_as(inputs)
+    maps = {"exact": weights, "none": torch.zeros_like(inputs), "half": 0.5 * weights}
+    scores = infidelity(linear, _noise, inputs, 1, maps, n_samples=8, seed=0)
     assert torch.allclose(scores["exact"], torch.zeros(3), atol=1e-5)
-    assert torch.allclose(scores["half"], torch.zeros(3), atol=1e-5), "normalize=True fits the scale"
+    assert torch.allclose(scores["half"], torch.zeros(3), atol=1e-5), (
+        "normalize=True fits the scale")
     assert torch.equal(scores["none"], torch.ones(3))
 
 
 def test_sensitivity_gives_captums_numbers():
-    model, inputs, targets = _Tiny().eval(), torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), [0, 2]
+    model, targets = _Tiny().eval(), [0, 2]
+    inputs = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     saliency = Saliency(model)
     explain = lambda x, target: saliency.attribute(x, target=target, abs=False)  # noqa: E731
     ours = sensitivity(explain, inputs, targets, explain(inputs, targets), radius=0.2, seed=4)
     generator = torch.Generator().manual_seed(4)
     theirs = metrics.sensitivity_max(
         explain, inputs, target=targets, n_perturb_samples=1,
-        perturb_func=lambda x, r: x + torch.empty(x.shape).uniform_(-r, r, generator=generator), perturb_radius=0.2)
+        perturb_func=lambda x, r: x + torch.empty(x.shape).uniform_(-r, r, generator=generator),
+        perturb_radius=0.2)
     assert torch.allclose(ours, theirs, rtol=1e-5)
     assert (ours > 0).all()
-    assert torch.equal(sensitivity(lambda x, t: torch.ones_like(x), inputs, targets, torch.ones_like(inputs), 0.2, 0),
+    assert torch.equal(sensitivity(lambda x, t: torch.ones_like(x), inputs, targets,
+                                   torch.ones_like(inputs), 0.2, 0),
                        torch.zeros(2)), "a map that ignores the input does not move"
 
 
@@ -302,6 +329,7 @@ def test_ssim_of_known_pairs():
 
 
 def test_decided_pairs_lists_only_comparisons_beyond_the_noise():
-    scores = {"a": {"mean": 1.0, "spread": 0.1}, "b": {"mean": 2.0, "spread": 0.1}, "c": {"mean": 1.5, "spread": 0.6}}
+    scores = {"a": {"mean": 1.0, "spread": 0.1}, "b": {"mean": 2.0, "spread": 0.1},
+              "c": {"mean": 1.5, "spread": 0.6}}
     assert decided_pairs(scores, ["a", "b", "c"], lower_is_better=True) == [("a", "b")]
     assert decided_pairs(scores, ["a", "b", "c"], lower_is_better=False) == [("b", "a")]
