@@ -1,7 +1,9 @@
 """The walkthrough's three attributions, as written, against the calls the notebooks make.
 
-    python bench/attributions.py --markdown bench/results.md   # full run, report also written to a file
-    python bench/attributions.py --quick                       # smoke run: 64 px, 50 IG steps, one process
+    # full run, report also written to a file
+    python bench/attributions.py --markdown bench/results.md
+    # smoke run: 64 px, 50 IG steps, one process
+    python bench/attributions.py --quick
 
 Per method, on the same model and photo: ``baseline`` is the walkthrough's call as written;
 ``suite`` the same call on ``fast_model(model)`` plus the batching arguments of
@@ -32,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from captum_helpers import load_image, preprocess  # noqa: E402
-from captum_helpers.speed import INTEGRATED_GRADIENTS_BATCH, OCCLUSION_BATCH, fast_model, occlusion_windows  # noqa: E402
+from captum_helpers.speed import (INTEGRATED_GRADIENTS_BATCH, OCCLUSION_BATCH,  # noqa: E402
+                                  fast_model, occlusion_windows)
 
 METHODS = {"ig": "Integrated Gradients", "occlusion": "Occlusion", "gradcam": "Layer GradCAM"}
 # max |suite - baseline| <= RTOL * max |baseline|. float32 rounding in another order (memory
@@ -46,7 +49,8 @@ WINDOW, STRIDES = (3, 15, 15), (3, 8, 8)
 # The calls, the walkthrough's lines; ``batching`` is empty for the baseline.
 def integrated_gradients(model, input_img, pred_label_idx, n_steps=200, **batching):
     integrated_gradients = IntegratedGradients(model)
-    attributions_ig = integrated_gradients.attribute(input_img, target=pred_label_idx, n_steps=n_steps, **batching)
+    attributions_ig = integrated_gradients.attribute(input_img, target=pred_label_idx,
+                                                     n_steps=n_steps, **batching)
     return attributions_ig
 
 
@@ -81,7 +85,8 @@ def build(cfg: dict, fast: bool):
     model = fast_model(model) if fast else model.eval()
     _, input_img = preprocess(load_image(cfg["image"]))
     if cfg["size"] != input_img.shape[-1]:
-        input_img = F.interpolate(input_img, size=(cfg["size"], cfg["size"]), mode="bilinear", align_corners=False)
+        input_img = F.interpolate(input_img, size=(cfg["size"], cfg["size"]), mode="bilinear",
+                                  align_corners=False)
     with torch.no_grad():  # the prediction, also the warm-up forward pass
         pred_label_idx = model(input_img).argmax(dim=1).squeeze()
     return model, input_img, pred_label_idx
@@ -105,7 +110,8 @@ def worker(method: str, variant: str, runs: int, cfg: dict) -> dict:
             attr = CALLS[method](model, input_img, pred_label_idx, n_steps=cfg["n_steps"], **extra)
         info["times"].append(time.perf_counter() - start)
         info["attr"] = attr.detach().float().contiguous()
-    return {**info, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # kB on Linux
+    # ru_maxrss: kB on Linux
+    return {**info, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _rss_mb() -> float:
@@ -121,20 +127,26 @@ def measure(args: argparse.Namespace, cfg: dict, variants: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-attr-") as tmp:
         for method in args.methods + rate:
             runs = max(args.repeats, 5) if method == "gradcam" else args.repeats
-            turns = ([("suite", 1)] if method == "rate" else [(v, runs) for v in variants] if method == "gradcam"
-                     else [(v, 1) for _ in range(runs) for v in variants])  # GradCAM: 0.03 s, one process
+            # GradCAM: 0.03 s, one process
+            turns = ([("suite", 1)] if method == "rate"
+                     else [(v, runs) for v in variants] if method == "gradcam"
+                     else [(v, 1) for _ in range(runs) for v in variants])
             for variant, n in turns:
                 if args.quick:
                     info = worker(method, variant, n, cfg)
                 else:
                     torch.save(cfg, Path(tmp, "cfg.pt"))
-                    subprocess.run([sys.executable, __file__, "--worker", method, variant, str(n), tmp], check=True)
+                    subprocess.run([sys.executable, __file__, "--worker", method, variant, str(n),
+                                    tmp], check=True)
                     info = torch.load(Path(tmp, "result.pt"))
                 load = os.getloadavg()[0]
-                print(f"[bench] {method}, {variant}: {', '.join(f'{t:.3g} s' for t in info['times'])}; "
-                      f"load {load:.1f}", file=sys.stderr, flush=True)
-                r = results.setdefault((method, variant), {"times": [], "peak_mb": 0.0, "before_mb": 0.0, "load": 0.0})
-                r.update(attr=info["attr"], threads=info["threads"], times=r["times"] + info["times"],
+                print(f"[bench] {method}, {variant}: "
+                      f"{', '.join(f'{t:.3g} s' for t in info['times'])}; load {load:.1f}",
+                      file=sys.stderr, flush=True)
+                r = results.setdefault((method, variant), {"times": [], "peak_mb": 0.0,
+                                                           "before_mb": 0.0, "load": 0.0})
+                r.update(attr=info["attr"], threads=info["threads"],
+                         times=r["times"] + info["times"],
                          load=max(r["load"], load), peak_mb=max(r["peak_mb"], info["peak_mb"]),
                          before_mb=max(r["before_mb"], info["before_mb"]))
     for (method, variant), r in results.items():
@@ -147,11 +159,13 @@ def compare(base, other) -> dict:
     """Largest difference, relative to the baseline's largest magnitude, and the rank correlation
     of the channel-summed maps (what the heat maps show)."""
     def ranks(t):
-        return (t.sum(dim=1) if t.dim() == 4 else t).flatten().argsort(stable=True).argsort().double()
+        return ((t.sum(dim=1) if t.dim() == 4 else t).flatten().argsort(stable=True).argsort()
+                .double())
 
     diff, scale = float((other - base).abs().max()), float(base.abs().max())
     corr = float(torch.corrcoef(torch.stack([ranks(base), ranks(other)]))[0, 1])
-    return {"max_diff": diff, "rel_diff": diff / scale if scale else float("inf"), "rank_corr": corr}
+    return {"max_diff": diff, "rel_diff": diff / scale if scale else float("inf"),
+            "rank_corr": corr}
 
 
 def fmt_mb(mb: float) -> str:
@@ -168,25 +182,30 @@ def median(results: dict, method: str, variant: str) -> float:
 
 def table(results: dict, methods: list[str], variants: list[str]) -> list[str]:
     """The comparison as Markdown table rows, from the measured numbers."""
-    lines = ["| method | variant | runs | time: median (min-max) | peak RSS | before call | speed-up | "
-             "memory ratio | max \\|diff\\| | rel. diff | rank corr. | agrees | load |", "|---" * 13 + "|"]
+    lines = ["| method | variant | runs | time: median (min-max) | peak RSS | before call | "
+             "speed-up | memory ratio | max \\|diff\\| | rel. diff | rank corr. | agrees | load |",
+             "|---" * 13 + "|"]
     for method in methods:
         base = results[method, "baseline"]
         for variant in variants:
             r, t = results[method, variant], median(results, method, variant)
-            spread = f" ({fmt_s(min(r['times']))[:-2]}-{fmt_s(max(r['times']))})" if len(r["times"]) > 1 else ""
-            cells = [METHODS[method], variant, str(len(r["times"])), fmt_s(t) + spread, fmt_mb(r["peak_mb"]),
-                     fmt_mb(r["before_mb"]), f"{median(results, method, 'baseline') / t:.2f}x",
+            spread = (f" ({fmt_s(min(r['times']))[:-2]}-{fmt_s(max(r['times']))})"
+                      if len(r["times"]) > 1 else "")
+            cells = [METHODS[method], variant, str(len(r["times"])), fmt_s(t) + spread,
+                     fmt_mb(r["peak_mb"]), fmt_mb(r["before_mb"]),
+                     f"{median(results, method, 'baseline') / t:.2f}x",
                      f"{base['peak_mb'] / r['peak_mb']:.2f}x"]
             c = r.get("compare")
             verdict = "" if not c else "(not checked)" if variant != "suite" else \
                 "yes" if c["rel_diff"] <= RTOL else f"NO (> {RTOL:g})"
-            cells += [f"{c['max_diff']:.1e}", f"{c['rel_diff']:.1e}", f"{c['rank_corr']:.4f}"] if c else ["", "", ""]
+            cells += ([f"{c['max_diff']:.1e}", f"{c['rel_diff']:.1e}", f"{c['rank_corr']:.4f}"]
+                      if c else ["", "", ""])
             lines.append("| " + " | ".join(cells + [verdict, f"{r['load']:.1f}"]) + " |")
     for variant in variants[1:]:
         tb, tv = (sum(median(results, m, v) for m in methods) for v in ("baseline", variant))
         name = "all three" if len(methods) == 3 else "together"
-        lines.append(f"| {name} | baseline / {variant} | | {fmt_s(tb)} / {fmt_s(tv)} | | | {tb / tv:.2f}x |" + " |" * 6)
+        lines.append(f"| {name} | baseline / {variant} | | {fmt_s(tb)} / {fmt_s(tv)} | | | "
+                     f"{tb / tv:.2f}x |" + " |" * 6)
     return lines
 
 
@@ -198,54 +217,68 @@ def targets(results: dict, windows: int) -> list[str]:
     ig_speed = median(results, "ig", "baseline") / median(results, "ig", "suite")
     tb, ts = (sum(median(results, m, v) for m in METHODS) for v in ("baseline", "suite"))
     checks = [
-        (occ <= 1.1 * bound, f"Occlusion within 1.1x of the float32 bound: {fmt_s(occ)} = {occ / bound:.2f}x the "
-                             f"bound {fmt_s(bound)} ({windows} occluded forward passes at {rate * 1e3:.1f} ms/image, "
+        (occ <= 1.1 * bound, f"Occlusion within 1.1x of the float32 bound: {fmt_s(occ)} = "
+                             f"{occ / bound:.2f}x the bound {fmt_s(bound)} ({windows} occluded "
+                             f"forward passes at {rate * 1e3:.1f} ms/image, "
                              "the best batched rate in this run)"),
         (ig_peak <= 1.5 * 1024, f"Integrated Gradients peak RSS at most 1.5 GB: {fmt_mb(ig_peak)}"),
         (ig_speed >= 1, f"Integrated Gradients not slower than the walkthrough's: {ig_speed:.2f}x"),
-        (tb > ts, f"the three together faster than the walkthrough's: {fmt_s(tb)} / {fmt_s(ts)} = {tb / ts:.2f}x"),
+        (tb > ts, "the three together faster than the walkthrough's: "
+                  f"{fmt_s(tb)} / {fmt_s(ts)} = {tb / ts:.2f}x"),
     ]
     return ["targets:", ""] + [f"- {'PASS' if ok else 'MISSED'}: {text}" for ok, text in checks]
 
 
-def report(args: argparse.Namespace, results: dict, variants: list[str], context: dict) -> list[str]:
-    """The whole report as Markdown lines: where and how it ran, the table, its notes, the targets."""
+def report(args: argparse.Namespace, results: dict, variants: list[str],
+           context: dict) -> list[str]:
+    """The whole report as Markdown lines: where and how it ran, the table, its notes, the
+    targets."""
     some = next(r for key, r in results.items() if key[0] != "rate")
     lines = [
         f"`{context['command']}` at commit {context['commit']}, {context['date']}; ResNet18 "
         f"(random weights, torch.manual_seed(0)), {args.image.name} at {args.size}x{args.size}, "
         f"n_steps={args.n_steps}, fp32 unless marked bf16; "
         f"torch {context['torch']}, {some['threads']} threads, {os.cpu_count()} CPUs "
-        f"({platform.processor() or platform.machine()}); load before/after {context['load_before']:.2f} / "
+        f"({platform.processor() or platform.machine()}); "
+        f"load before/after {context['load_before']:.2f} / "
         f"{context['load_after']:.2f}; wall time {context['elapsed']:.0f} s",
         "",
         f"suite: `fast_model(model)`, IG `internal_batch_size={args.ig_batch}`, "
         f"Occlusion `perturbations_per_eval={args.occlusion_batch}`",
         "", *table(results, args.methods, variants), "",
-        f"agrees: max \\|suite - baseline\\| <= {RTOL:g} x max \\|baseline\\|; the other columns: bench/README.md",
+        f"agrees: max \\|suite - baseline\\| <= {RTOL:g} x max \\|baseline\\|; "
+        "the other columns: bench/README.md",
         "",
     ]
     if args.quick:
-        return lines + ["smoke run (--quick): every call in one process, so peak RSS is that process's running "
-                        "peak; numbers not comparable to the full run; targets not checked"]
+        return lines + ["smoke run (--quick): every call in one process, so peak RSS is that "
+                        "process's running peak; numbers not comparable to the full run; "
+                        "targets not checked"]
     if set(args.methods) != set(METHODS) or args.size != 224 or args.n_steps != 200:
-        return lines + ["targets: not checked (they apply to the full run: all methods, 224 px, n_steps=200)"]
+        return lines + ["targets: not checked "
+                        "(they apply to the full run: all methods, 224 px, n_steps=200)"]
     return lines + targets(results, occlusion_windows((3, args.size, args.size), WINDOW, STRIDES))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python bench/attributions.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python bench/attributions.py",
+                                     description=__doc__.split("\n")[0])
     add = parser.add_argument
-    add("--quick", action="store_true", help="smoke run: 64 px, 50 IG steps, one run each, all in one process")
+    add("--quick", action="store_true",
+        help="smoke run: 64 px, 50 IG steps, one run each, all in one process")
     add("--markdown", type=Path, metavar="FILE", help="also write the report to FILE (Markdown)")
-    add("--repeats", type=int, help="runs per call, median reported (default 3; GradCAM at least 5)")
+    add("--repeats", type=int,
+        help="runs per call, median reported (default 3; GradCAM at least 5)")
     add("--methods", default=",".join(METHODS), help=f"a subset of {','.join(METHODS)}")
     add("--bf16", action="store_true", help="also run the suite's calls under bf16 autocast")
     add("--size", type=int, help="input size in pixels (default 224)")
     add("--n-steps", type=int, help="Integrated Gradients steps (default 200)")
-    add("--ig-batch", type=int, default=INTEGRATED_GRADIENTS_BATCH, help="suite: IG internal_batch_size")
-    add("--occlusion-batch", type=int, default=OCCLUSION_BATCH, help="suite: Occlusion perturbations_per_eval")
-    add("--image", type=Path, default=ROOT / "img" / "chelsea.png", help="photo (default img/chelsea.png)")
+    add("--ig-batch", type=int, default=INTEGRATED_GRADIENTS_BATCH,
+        help="suite: IG internal_batch_size")
+    add("--occlusion-batch", type=int, default=OCCLUSION_BATCH,
+        help="suite: Occlusion perturbations_per_eval")
+    add("--image", type=Path, default=ROOT / "img" / "chelsea.png",
+        help="photo (default img/chelsea.png)")
     args = parser.parse_args(argv)
     args.size = args.size or (64 if args.quick else 224)
     args.n_steps = args.n_steps or (50 if args.quick else 200)
@@ -256,7 +289,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if min(args.repeats, args.ig_batch, args.occlusion_batch, args.n_steps) < 1:
         parser.error("counts and batch sizes must be at least 1")
     if args.size <= WINDOW[1]:
-        parser.error(f"--size must be at least {WINDOW[1] + 1} (the occlusion window is {WINDOW[1]} px)")
+        parser.error(f"--size must be at least {WINDOW[1] + 1} "
+                     f"(the occlusion window is {WINDOW[1]} px)")
     return args
 
 
@@ -264,14 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         tmp = Path(argv[4])
-        torch.save(worker(argv[1], argv[2], int(argv[3]), torch.load(tmp / "cfg.pt")), tmp / "result.pt")
+        torch.save(worker(argv[1], argv[2], int(argv[3]), torch.load(tmp / "cfg.pt")),
+                   tmp / "result.pt")
         return 0
     args = parse_args(argv)
     variants = ["baseline", "suite"] + (["bf16"] if args.bf16 else [])
     cfg = {k: getattr(args, k) for k in ("size", "n_steps", "ig_batch", "occlusion_batch", "quick")}
     cfg["image"] = str(args.image)
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    context = {"command": " ".join(["python bench/attributions.py", *argv]), "commit": git.stdout.strip() or "?",
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True)
+    context = {"command": " ".join(["python bench/attributions.py", *argv]),
+               "commit": git.stdout.strip() or "?",
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "torch": torch.__version__, "load_before": os.getloadavg()[0]}
     started = time.perf_counter()

@@ -6,10 +6,10 @@ passes run, and how long one photo takes on this machine.
     python bench/cheatsheet.py --update-docs   # also write it into both cheat-sheets
 
 Images are counted as captum runs them, by a forward hook on the model that adds up each batch's
-size; backward passes by a hook on the gradient of each batch's output. The seconds are the better of two
-calls on the model ``load_model`` picks, one thread per process as on a class's hub, and the
-table names the machine, the model and the load average before the run: measure on an idle
-machine. tests/test_cheatsheet.py holds the counts in the docs to what captum does.
+size; backward passes by a hook on the gradient of each batch's output. The seconds are the better
+of two calls on the model ``load_model`` picks, one thread per process as on a class's hub, and the
+table names the machine, the model and the load average before the run: measure on an idle machine.
+tests/test_cheatsheet.py holds the counts in the docs to what captum does.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from captum.attr import (GuidedBackprop, GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam,
-                         NoiseTunnel, Occlusion, Saliency)
+from captum.attr import (GuidedBackprop, GuidedGradCam, IntegratedGradients, LayerAttribution,
+                         LayerGradCam, NoiseTunnel, Occlusion, Saliency)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = {"en": ROOT / "docs" / "cheatsheet.md", "zh": ROOT / "docs" / "cheatsheet.zh-CN.md"}
@@ -46,7 +46,8 @@ SETTINGS = {
 def methods(model: torch.nn.Module, layer: torch.nn.Module) -> dict[str, Callable]:
     """Each method as (inputs, target) -> attributions, at the course's settings."""
     def gradcam(x, t):
-        return LayerAttribution.interpolate(LayerGradCam(model, layer).attribute(x, target=t), x.shape[2:])
+        return LayerAttribution.interpolate(LayerGradCam(model, layer).attribute(x, target=t),
+                                            x.shape[2:])
 
     return {
         "Saliency": lambda x, t: Saliency(model).attribute(x, target=t, abs=False),
@@ -63,7 +64,8 @@ def methods(model: torch.nn.Module, layer: torch.nn.Module) -> dict[str, Callabl
     }
 
 
-def count(model: torch.nn.Module, explain: Callable, x: torch.Tensor, target: int) -> tuple[int, int]:
+def count(model: torch.nn.Module, explain: Callable, x: torch.Tensor,
+          target: int) -> tuple[int, int]:
     """(images through the model, backward passes) of one call of ``explain``."""
     images, backward = [0], [0]
 
@@ -93,24 +95,26 @@ def measure(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, tar
         if len({c for _, c in calls}) != 1:
             raise RuntimeError(f"{name} ran a different number of passes on each call: {calls}")
         images, backward = calls[0][1]
-        rows.append({"method": name, "settings": SETTINGS[name], "images": images, "backward": backward,
-                     "seconds": min(t for t, _ in calls)})
+        rows.append({"method": name, "settings": SETTINGS[name], "images": images,
+                     "backward": backward, "seconds": min(t for t, _ in calls)})
     return rows
 
 
-HEADERS = {"en": ("method", "settings", "images through the model", "backward passes", "seconds, one photo"),
+HEADERS = {"en": ("method", "settings", "images through the model", "backward passes",
+                  "seconds, one photo"),
            "zh": ("方法", "设置", "经过模型的图片数", "反向传播次数", "秒（一张照片）")}
-NOTE = {"en": "Measured with `python bench/cheatsheet.py` on {model}, {machine}, one thread, load average "
-              "{load:.2f} before the run, {date}; better of two calls.",
-        "zh": "由 `python bench/cheatsheet.py` 在 {model}、{machine} 上测得，单线程，运行前负载均值 "
-              "{load:.2f}，{date}；两次调用取较快者。"}
+NOTE = {"en": "Measured with `python bench/cheatsheet.py` on {model}, {machine}, one thread, "
+              "load average {load:.2f} before the run, {date}; better of two calls.",
+        "zh": "由 `python bench/cheatsheet.py` 在 {model}、{machine} 上测得，单线程，"
+              "运行前负载均值 {load:.2f}，{date}；两次调用取较快者。"}
 
 
 def table(rows: list[dict], language: str, context: dict) -> str:
     head = HEADERS[language]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * 3]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['settings']} | {r['images']} | {r['backward']} | {r['seconds']:.2f} |")
+        lines.append(f"| {r['method']} | {r['settings']} | {r['images']} | {r['backward']} | "
+                     f"{r['seconds']:.2f} |")
     return "\n".join(lines) + "\n\n" + NOTE[language].format(**context)
 
 
@@ -118,7 +122,8 @@ def update_docs(rows: list[dict], context: dict) -> None:
     for language, path in DOCS.items():
         text = path.read_text(encoding="utf-8")
         block = f"{BEGIN}\n{table(rows, language, context)}\n{END}"
-        new, n = re.subn(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+        new, n = re.subn(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text,
+                         flags=re.S)
         if n != 1:
             raise SystemExit(f"{path} needs one {BEGIN} ... {END} block")
         path.write_text(new, encoding="utf-8")
@@ -126,13 +131,15 @@ def update_docs(rows: list[dict], context: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--update-docs", action="store_true", help="write the table into both cheat-sheets")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="write the table into both cheat-sheets")
     args = parser.parse_args(argv)
     import datetime
     import platform
 
     from captum_course.doctor import cpu_name
-    from captum_helpers import gradcam_layer, load_image, load_model, model_name, photo_paths, preprocess
+    from captum_helpers import (gradcam_layer, load_image, load_model, model_name, photo_paths,
+                                preprocess)
 
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
@@ -141,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         target = model(x).argmax(1).item()
     rows = measure(model, gradcam_layer(model), x, target)
-    context = {"model": model_name(model), "machine": f"{cpu_name()} ({os.cpu_count()} cores, {platform.machine()})",
+    context = {"model": model_name(model),
+               "machine": f"{cpu_name()} ({os.cpu_count()} cores, {platform.machine()})",
                "load": load, "date": datetime.date.today().isoformat()}
     print(table(rows, "en", context))
     if args.update_docs:

@@ -26,9 +26,11 @@ import nbformat
 from nbformat.v4 import new_code_cell
 
 from captum_course.doctor import cpu_name
-from captum_course.handouts import CELL_TIMEOUT_S, NOTEBOOKS_DIR, course_notebooks, execute_notebook, model_in_use
+from captum_course.handouts import (CELL_TIMEOUT_S, NOTEBOOKS_DIR, course_notebooks,
+                                    execute_notebook, model_in_use)
 
-PEAK_PROBE = "import resource\nprint('peak RSS kB:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+PEAK_PROBE = ("import resource\n"
+              "print('peak RSS kB:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
 
 
 class Row(NamedTuple):
@@ -53,7 +55,8 @@ def time_notebook(path: Path, timeout: int) -> Row:
 
 def table(rows: list[Row]) -> str:
     """A Markdown table: notebook, model, seconds, peak memory, status; then the total."""
-    lines = ["| notebook | model | seconds | kernel peak memory | status |", "|---|---|---:|---:|---|"]
+    lines = ["| notebook | model | seconds | kernel peak memory | status |",
+             "|---|---|---:|---:|---|"]
     for r in rows:
         peak = f"{r.peak_mb / 1024:.1f} GB" if r.peak_mb else "-"
         lines.append(f"| {r.notebook} | {r.model} | {r.seconds:.0f} | {peak} | {r.status} |")
@@ -66,22 +69,28 @@ def machine() -> str:
     import torch
 
     model = os.environ.get("CAPTUM_HELPERS_MODEL") or "(unset: auto)"
-    return (f"Measured with `make times` on {datetime.date.today()}: {cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}, "
-            f"CAPTUM_HELPERS_MODEL={model}, 1-minute load average before the run {os.getloadavg()[0]:.2f}.")
+    return (f"Measured with `make times` on {datetime.date.today()}: "
+            f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"Python {platform.python_version()}, CAPTUM_HELPERS_MODEL={model}, "
+            f"1-minute load average before the run {os.getloadavg()[0]:.2f}.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to time (default: all of notebooks/)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds a cell may run")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to time (default: all of notebooks/)")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S,
+                        help="seconds a cell may run")
     args = parser.parse_args(argv)
     paths = args.notebooks or course_notebooks(NOTEBOOKS_DIR)
     print(machine() + "\n", flush=True)
     rows = []
     for path in paths:
         rows.append(time_notebook(path, args.timeout))
-        print(f"{path.stem}: {rows[-1].seconds:.1f} s, {rows[-1].status}", file=sys.stderr, flush=True)
+        print(f"{path.stem}: {rows[-1].seconds:.1f} s, {rows[-1].status}", file=sys.stderr,
+              flush=True)
     print(table(rows))
     print(f"\n1-minute load average after the run {os.getloadavg()[0]:.2f}.")
     return 1 if any(r.status != "ok" for r in rows) else 0

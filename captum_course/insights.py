@@ -27,23 +27,30 @@ from captum.insights.attr_vis.features import ImageFeature
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import BadRequest, Conflict, HTTPException, UnprocessableEntity
 
-from captum_helpers import categories, load_image, load_model, photo_label, photo_paths, transform, transform_normalize
-from captum_helpers.explorer import MAX_PASSES, Cancelled, InsightsError, InsightsExplorer, Refused, check_settings
+from captum_helpers import (categories, load_image, load_model, photo_label, photo_paths, transform,
+                            transform_normalize)
+from captum_helpers.explorer import (MAX_PASSES, Cancelled, InsightsError, InsightsExplorer,
+                                     Refused, check_settings)
 
 from .webserver import LOOPBACK, Server, client_gone, json_body, protect
 
 FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
-ERRORS_JS = Path(__file__).with_name("insights_errors.js")  # shows the server's messages on the page
+# shows the server's messages on the page
+ERRORS_JS = Path(__file__).with_name("insights_errors.js")
 
 
-def build_visualizer(model: torch.nn.Module, paths: list[str | Path] | None = None) -> AttributionVisualizer:
+def build_visualizer(model: torch.nn.Module,
+                     paths: list[str | Path] | None = None) -> AttributionVisualizer:
     """The visualizer notebook 05 builds in its cells: softmax scores, the 1000 class names, an
     ImageFeature with a zero baseline that normalizes its input, one Batch with labels."""
     paths = list(paths) if paths is not None else photo_paths()
     return AttributionVisualizer(
-        models=[model], score_func=lambda o: torch.nn.functional.softmax(o, 1), classes=list(categories()),
-        features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0], input_transforms=[transform_normalize])],
-        dataset=[Batch(torch.stack([transform(load_image(p)) for p in paths]), labels=[photo_label(p) for p in paths])])
+        models=[model], score_func=lambda o: torch.nn.functional.softmax(o, 1),
+        classes=list(categories()),
+        features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0],
+                               input_transforms=[transform_normalize])],
+        dataset=[Batch(torch.stack([transform(load_image(p)) for p in paths]),
+                       labels=[photo_label(p) for p in paths])])
 
 
 def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int = MAX_PASSES,
@@ -70,17 +77,20 @@ def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int
     @app.route("/attribute", methods=["POST"])
     def attribute() -> Response:
         body = json_body()
-        indices = [body.get(k) if isinstance(body, dict) else None for k in ("inputIndex", "modelIndex", "labelIndex")]
+        indices = [body.get(k) if isinstance(body, dict) else None
+                   for k in ("inputIndex", "modelIndex", "labelIndex")]
         return jsonify(explorer.attribute(*indices, gone=client_gone))
 
     @app.errorhandler(Exception)  # the page shows the message; the server keeps serving
     def failed(err: Exception) -> tuple[Response, int]:
         if isinstance(err, InsightsError):
-            code = {Refused: UnprocessableEntity.code, Cancelled: Conflict.code}.get(type(err), BadRequest.code)
+            code = {Refused: UnprocessableEntity.code, Cancelled: Conflict.code}.get(
+                type(err), BadRequest.code)
             return jsonify(error=str(err)), code
         if isinstance(err, HTTPException):
             return jsonify(error=err.description), err.code
-        app.logger.warning("Insights could not compute this: %r", err)  # e.g. DeepLift on a model it can't take
+        # e.g. DeepLift on a model it can't take
+        app.logger.warning("Insights could not compute this: %r", err)
         return jsonify(error=f"{type(err).__name__}: {err}"), 500
 
     app.explorer, app.token = explorer, token  # type: ignore[attr-defined]
@@ -114,8 +124,10 @@ _RUNNING: weakref.WeakSet[InsightsServer] = weakref.WeakSet()
 
 @atexit.register
 def _stop_all() -> None:
-    for handle in list(_RUNNING):  # torch still computing in a daemon thread at exit aborts the process,
-        handle.explorer.close(timeout=30)  # so wait for the cancel to land even on a busy machine
+    # torch still computing in a daemon thread at exit aborts the process, so wait for the
+    # cancel to land even on a busy machine
+    for handle in list(_RUNNING):
+        handle.explorer.close(timeout=30)
         handle.stop()
 
 
@@ -124,8 +136,10 @@ def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int 
     """Serve Insights for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
     ``host`` stays loopback unless you ask (``"0.0.0.0"``: every network)."""
     token, server = secrets.token_urlsafe(24), Server(host, port)
-    app = create_app(visualizer, token, max_passes=max_passes, any_host=host in ("", "0.0.0.0", "::"))
-    shown = {"": LOOPBACK, "0.0.0.0": LOOPBACK, "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    app = create_app(visualizer, token, max_passes=max_passes,
+                     any_host=host in ("", "0.0.0.0", "::"))
+    shown = {"": LOOPBACK, "0.0.0.0": LOOPBACK, "::": "[::1]"}.get(
+        host, f"[{host}]" if ":" in host else host)
     handle = InsightsServer(f"http://{shown}:{server.port}/{token}/", server, app.explorer, token)
     server.start(app)
     return handle
@@ -142,13 +156,17 @@ def run_standalone(host: str = LOOPBACK, port: int = 0, model_name: str | None =
         return 2
     print(f"Captum Insights on {len(paths)} photos: {handle.url}")
     if host not in (LOOPBACK, "localhost", "::1"):
-        print(f"Listening on {host}: whoever can reach port {handle.port} and knows this address can use it")
-    elif sys.platform == "linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        print(f"Listening on {host}: whoever can reach port {handle.port} "
+              "and knows this address can use it")
+    elif sys.platform == "linux" and not (os.environ.get("DISPLAY")
+                                          or os.environ.get("WAYLAND_DISPLAY")):
         print(f"No display here. From your laptop: ssh -L {handle.port}:127.0.0.1:{handle.port} "
-              f"{getpass.getuser()}@{socket.gethostname()}  then open http://127.0.0.1:{handle.port}/{handle.token}/")
+              f"{getpass.getuser()}@{socket.gethostname()}  "
+              f"then open http://127.0.0.1:{handle.port}/{handle.token}/")
     print("Press Ctrl-C to stop.", flush=True)
     stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # set here: a shell's background job ignores SIGINT
+    # set here: a shell's background job ignores SIGINT
+    for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     while handle.running and not stopping.wait(0.2):
         pass

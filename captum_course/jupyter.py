@@ -15,14 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SERVER_CONFIG = Path(__file__).with_name("jupyter_server_config.py")
-APPS = {"lab": "jupyterlab", "notebook": "notebook", "nbclassic": "nbclassic", "server": "jupyter_server"}
+APPS = {"lab": "jupyterlab", "notebook": "notebook", "nbclassic": "nbclassic",
+        "server": "jupyter_server"}
 PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 DISCARD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing answers, a download fails at once
 
 
 def server_command(app: str, root_dir: str | Path, port: int, *, config: bool = True,
                    browser: bool = False, extra: list[str] = ()) -> list[str]:
-    """The command line of a Jupyter ``app`` (lab, notebook, nbclassic, server) on 127.0.0.1:``port``.
+    """The command line of a Jupyter ``app`` (lab, notebook, nbclassic, server) on
+    127.0.0.1:``port``.
 
     It never looks online (JupyterLab's news feed and update check are off), adds
     ``allow_root`` only for root (containers and cloud shells, where plain Jupyter refuses to
@@ -30,8 +32,8 @@ def server_command(app: str, root_dir: str | Path, port: int, *, config: bool = 
     memory meter). The token goes in the environment (``JUPYTER_TOKEN``), never on the command
     line, which ``ps`` shows to every user.
     """
-    cmd = [sys.executable, "-m", APPS[app], f"--ServerApp.root_dir={root_dir}", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1"]
+    cmd = [sys.executable, "-m", APPS[app], f"--ServerApp.root_dir={root_dir}",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1"]
     if config and SERVER_CONFIG.is_file():
         cmd.append(f"--config={SERVER_CONFIG}")
     if os.geteuid() == 0:
@@ -39,7 +41,8 @@ def server_command(app: str, root_dir: str | Path, port: int, *, config: bool = 
     if not browser:
         cmd.append("--no-browser")
     if app == "lab":
-        cmd += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        cmd += ["--LabApp.news_url=",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     return cmd + list(extra)
 
 

@@ -30,6 +30,8 @@ c.MappingKernelManager.cull_connected = True  # an open tab does not keep an idl
 c.MappingKernelManager.cull_busy = False  # Integrated Gradients or Occlusion still running: keep it
 
 # jupyter-resource-usage: red at 75 % of the limit. The largest kernel, notebook 05's after a Fetch,
-# holds 2.51 GB (bench/class_load.md): 23 % of the 11 GB limit the hub guide (docs/hub.md) gives a learner
+# holds 2.51 GB (bench/class_load.md): 23 % of the 11 GB limit the hub guide (docs/hub.md) gives a
+# learner
 c.ResourceUseDisplay.mem_warning_threshold = 0.25
-c.ResourceUseDisplay.track_cpu_percent = True  # CPU next to memory, against CPU_LIMIT where the hub sets it
+# CPU next to memory, against CPU_LIMIT where the hub sets it
+c.ResourceUseDisplay.track_cpu_percent = True

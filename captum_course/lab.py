@@ -56,10 +56,12 @@ def lab_command(notebooks: Path, port: int, extra: list[str] = ()) -> list[str]:
 
 def how_to_reach(url: str, port: int) -> str:
     """What to print once the server answers: the URL, and the SSH tunnel where no browser is."""
-    lines = [f"JupyterLab: {url}", "Stop it with Ctrl-C in this terminal (twice, or once and answer y)."]
+    lines = [f"JupyterLab: {url}",
+             "Stop it with Ctrl-C in this terminal (twice, or once and answer y)."]
     if not has_browser() or os.environ.get("SSH_CONNECTION"):
         host = socket.gethostname()
-        lines += ["No browser opens here. From your laptop, forward the port over SSH, then open the URL there:",
+        lines += ["No browser opens here. From your laptop, forward the port over SSH, "
+                  "then open the URL there:",
                   f"    ssh -N -L {port}:127.0.0.1:{port} {getpass.getuser()}@{host}"]
     return "\n".join(lines)
 
@@ -73,12 +75,14 @@ def run_lab(port: int | None = None, extra: list[str] = ()) -> int:
     print(summary(), flush=True)
     port = port or free_port()
     token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
-    env = {**os.environ, "JUPYTER_TOKEN": token}  # the environment, not argv, which `ps` shows to everyone
+    # the environment, not argv, which `ps` shows to everyone
+    env = {**os.environ, "JUPYTER_TOKEN": token}
     proc = subprocess.Popen(lab_command(course_root() / "notebooks", port, extra), env=env)
     # Ctrl-C reaches Jupyter too (one process group), which asks whether to stop; a plain
     # `kill` of this process is passed on to it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
-    if wait_until_answers(f"http://127.0.0.1:{port}/api/status?token={token}", proc, START_TIMEOUT_S):
+    if wait_until_answers(f"http://127.0.0.1:{port}/api/status?token={token}", proc,
+                          START_TIMEOUT_S):
         print(how_to_reach(f"http://127.0.0.1:{port}/lab?token={token}", port), flush=True)
     return proc.wait()

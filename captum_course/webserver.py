@@ -31,15 +31,21 @@ def protect(app: Flask, token: str, *, any_host: bool = False) -> Flask:
 
     @app.before_request
     def check() -> Response | None:
-        name, origin = urlsplit("//" + request.host).hostname or "", urlsplit(request.headers.get("Origin", ""))
+        name, origin = (urlsplit("//" + request.host).hostname or "",
+                        urlsplit(request.headers.get("Origin", "")))
         if not (any_host or name in LOOPBACK_NAMES):
-            raise Forbidden(f"Host {request.host!r} is not allowed: open the address the command printed.")
+            raise Forbidden(f"Host {request.host!r} is not allowed: "
+                            "open the address the command printed.")
         if not hmac.compare_digest(request.environ["private.token"], token.encode()):
-            raise Forbidden("This Captum Insights server needs its token: open the address the command printed.")
-        if request.method == "POST" and "Origin" in request.headers and origin.netloc.lower() != request.host.lower():
-            raise Forbidden(f"Requests from {origin.geturl()} are refused: only Insights' own page may ask.")
+            raise Forbidden("This Captum Insights server needs its token: "
+                            "open the address the command printed.")
+        if (request.method == "POST" and "Origin" in request.headers
+                and origin.netloc.lower() != request.host.lower()):
+            raise Forbidden(f"Requests from {origin.geturl()} are refused: "
+                            "only Insights' own page may ask.")
         if request.method == "POST" and request.mimetype != "application/json":
-            raise UnsupportedMediaType("The request must be JSON.")  # a form's type: another page's POST
+            # a form's type: another page's POST
+            raise UnsupportedMediaType("The request must be JSON.")
         if (request.content_length or 0) > MAX_BODY:
             raise RequestEntityTooLarge(f"The request is larger than {MAX_BODY:,} bytes.")
         if not request.environ["private.slash"]:  # /<token>: the page's relative URLs would lose it
@@ -48,7 +54,8 @@ def protect(app: Flask, token: str, *, any_host: bool = False) -> Flask:
 
     def strip_token(environ: dict, start_response):  # /<token>/rest: the app sees /rest
         first, slash, rest = environ.get("PATH_INFO", "")[1:].partition("/")
-        environ.update({"private.token": first.encode("latin-1"), "private.slash": slash, "PATH_INFO": "/" + rest,
+        environ.update({"private.token": first.encode("latin-1"), "private.slash": slash,
+                        "PATH_INFO": "/" + rest,
                         "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + "/" + first})
         return inner(environ, start_response)
 
@@ -67,7 +74,8 @@ def client_gone() -> bool:
     """Has the client of the current request closed its connection?"""
     sock = request.environ.get("werkzeug.socket")  # werkzeug's server passes the socket
     try:
-        return bool(sock and select.select([sock], [], [], 0)[0] and not sock.recv(1, socket.MSG_PEEK))
+        return bool(sock and select.select([sock], [], [], 0)[0]
+                    and not sock.recv(1, socket.MSG_PEEK))
     except OSError:
         return True
 

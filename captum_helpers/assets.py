@@ -30,7 +30,8 @@ def course_root() -> Path:
             return Path(folder)
     raise FileNotFoundError(
         "The course's img/ folder was not found: captum_helpers is used from a clone of the course "
-        "repository (make setup, or pip install -e . there), or set CAPTUM_COURSE_ROOT to that clone."
+        "repository (make setup, or pip install -e . there), or set CAPTUM_COURSE_ROOT to that "
+        "clone."
     )
 
 
@@ -65,20 +66,24 @@ def photo_label(path: str | Path) -> int:
     """The ImageNet class a bundled or walkthrough photo shows, by file name."""
     labels = {**PHOTOS, **WALKTHROUGH_PHOTOS}
     if Path(path).name not in labels:
-        raise ValueError(f"no label known for {Path(path).name!r}; known photos: {', '.join(labels)}")
+        raise ValueError(f"no label known for {Path(path).name!r}; "
+                         f"known photos: {', '.join(labels)}")
     return labels[Path(path).name]
 
 
 def download_walkthrough_photos(
-    dest: str | Path | None = None, url: str | None = None, force: bool = False, timeout: float = 30.0
+    dest: str | Path | None = None, url: str | None = None, force: bool = False,
+    timeout: float = 30.0
 ) -> list[Path]:
-    """Download the walkthrough's asset zip and unpack cat.jpg, teapot.jpg and trilobite.jpg into ``dest``.
+    """Download the walkthrough's asset zip and unpack cat.jpg, teapot.jpg and trilobite.jpg into
+    ``dest``.
 
     ``dest`` defaults to img/ and ``url`` to the walkthrough's zip. Photos already present
     are kept unless ``force``. Each photo is checked to open as an image before it is
     written. Returns the paths of the three photos.
     """
-    # looked up at call time, so the defaults follow IMG_DIR / WALKTHROUGH_ZIP_URL if they are changed
+    # looked up at call time, so the defaults follow IMG_DIR / WALKTHROUGH_ZIP_URL if they are
+    # changed
     dest = Path(IMG_DIR if dest is None else dest)
     url = WALKTHROUGH_ZIP_URL if url is None else url
     targets = [dest / name for name in WALKTHROUGH_PHOTOS]
@@ -89,14 +94,17 @@ def download_walkthrough_photos(
         archive = Path(tmp) / "assets.zip"
         print(say(f"Downloading {url} ...", f"正在下载 {url} ..."))
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
+            with (urllib.request.urlopen(url, timeout=timeout) as response,
+                  open(archive, "wb") as out):
                 shutil.copyfileobj(response, out)
         except (urllib.error.URLError, TimeoutError) as err:  # HTTP 404, no network, a stalled read
-            raise RuntimeError(f"could not download {url}: {getattr(err, 'reason', None) or err}") from err
+            raise RuntimeError(f"could not download {url}: "
+                               f"{getattr(err, 'reason', None) or err}") from err
         if not zipfile.is_zipfile(archive):
             raise RuntimeError(f"{url} did not return a zip file")
         with zipfile.ZipFile(archive) as zf:
-            members = {Path(m).name: m for m in zf.namelist() if not m.endswith("/") and "__MACOSX" not in m}
+            members = {Path(m).name: m for m in zf.namelist()
+                       if not m.endswith("/") and "__MACOSX" not in m}
             missing = [n for n in WALKTHROUGH_PHOTOS if n not in members]
             if missing:
                 raise RuntimeError(f"{url} does not contain {', '.join(missing)}")

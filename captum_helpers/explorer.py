@@ -19,7 +19,8 @@ import torch
 from captum.attr._utils.batching import _batched_generator
 from captum.insights import AttributionVisualizer
 from captum.insights.attr_vis.app import OutputScore, SampleCache
-from captum.insights.attr_vis.config import ATTRIBUTION_METHOD_CONFIG, ATTRIBUTION_NAMES_TO_METHODS, NumberConfig
+from captum.insights.attr_vis.config import (ATTRIBUTION_METHOD_CONFIG,
+                                             ATTRIBUTION_NAMES_TO_METHODS, NumberConfig)
 from captum.insights.attr_vis.server import namedtuple_to_dict
 from PIL import Image, ImageChops
 
@@ -36,7 +37,8 @@ IMAGE_PX = 224  # the largest side of a picture a Fetch sends (the photos' own s
 # captum's Occlusion defaults are empty strings (it fails). A 7 x 7 grid of 32-pixel squares is
 # 50 passes per photo; the walkthrough's window 15, strides 8 make 28 x 28 + 1 = 785.
 ARGUMENT_DEFAULTS = {"Occlusion": {"sliding_window_shapes": "3 32 32", "strides": "3 32 32",
-                                   "perturbations_per_eval": 16}, "Feature Ablation": {"perturbations_per_eval": 16}}
+                                   "perturbations_per_eval": 16},
+                     "Feature Ablation": {"perturbations_per_eval": 16}}
 # captum's _batched_generator warns for each example that its input needs no gradient: it need not
 warnings.filterwarnings("ignore", message="It looks like that the attribution for a gradient-based")
 
@@ -64,10 +66,12 @@ class InsightsExplorer(AttributionVisualizer):
     def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES,
                  language: str | None = None) -> None:
         calc = visualizer.attribution_calculation
-        super().__init__(visualizer.models, visualizer.classes, visualizer.features, visualizer.dataset,
-                         calc.score_func, calc.use_label_for_attr)
-        self.max_passes, self.closed, self._examples, self._next, self._outputs = max_passes, False, None, 0, []
-        self._latest, self._worker, self._busy, self._state = 0, None, threading.Lock(), threading.Lock()
+        super().__init__(visualizer.models, visualizer.classes, visualizer.features,
+                         visualizer.dataset, calc.score_func, calc.use_label_for_attr)
+        self.max_passes, self.closed, self._examples, self._next, self._outputs = (
+            max_passes, False, None, 0, [])
+        self._latest, self._worker, self._busy, self._state = (
+            0, None, threading.Lock(), threading.Lock())
         self._why: dict[int, str] = {}  # ticket -> why it was stopped, when not by a newer one
         self._should_stop = lambda: False
         self.on_photo = lambda done, total: None  # told before each photo of a Fetch is attributed
@@ -81,7 +85,8 @@ class InsightsExplorer(AttributionVisualizer):
     # and with no example passing the filters it never returns. Here a Fetch goes on from where
     # the last one stopped up to the dataset's end, and checks the budget before attributing.
     def visualize(self) -> list:
-        if self._examples is None:  # kept, as captum's cycle() keeps the batches; split as captum does
+        # kept, as captum's cycle() keeps the batches; split as captum does
+        if self._examples is None:
             self._examples = [example for batch in self.dataset for example in _batched_generator(
                 batch.inputs, batch.additional_args, batch.labels, 1)]
         picked, start = [], self._next
@@ -111,27 +116,30 @@ class InsightsExplorer(AttributionVisualizer):
         actual = OutputScore(100, int(label[0]), self.classes[int(label[0])])
         with torch.no_grad():  # captum's own filter, private: there is no public one
             return any(self._should_keep_prediction(
-                self.attribution_calculation.calculate_predicted_scores(inputs, args, model)[0], actual)
-                for model in self.models)
+                self.attribution_calculation.calculate_predicted_scores(inputs, args, model)[0],
+                actual) for model in self.models)
 
     def _check_budget(self, rows: int, inputs: tuple) -> None:
         method, arguments = self._config.attribution_method, self._config.attribution_arguments
         try:
-            each = len(self.models) * sum(passes_per_example(method, arguments, tuple(t.shape[1:])) for t in inputs)
+            each = len(self.models) * sum(passes_per_example(method, arguments, tuple(t.shape[1:]))
+                                          for t in inputs)
         except ValueError as err:
             raise InsightsError(self.say(f"{method}: {err}", f"{method}：{err}")) from None
         if each * rows > self.max_passes:
             lower = {"Integrated Gradients": ("lower n_steps", "调低 n_steps"),
                      "Feature Ablation": ("use Occlusion with a window", "改用带窗口的 Occlusion"),
-                     "Occlusion": ("use larger strides or window (3 32 32 with strides 3 32 32 makes 50)",
+                     "Occlusion": ("use larger strides or window "
+                                   "(3 32 32 with strides 3 32 32 makes 50)",
                                    "用更大的步长或窗口（窗口 3 32 32、步长 3 32 32 是 50 次）")}
             english, chinese = lower.get(method, ("choose another method", "换一种方法"))
             raise Refused(self.say(
-                f"{method} would run the model {each:,} times per photo, {each * rows:,} for {rows}: more than "
-                f"the {self.max_passes:,} one Fetch may take (15 s or so on 2 cores). To lower it, "
-                f"{english}, or filter by class to fewer photos.",
-                f"{method} 每张照片要运行模型 {each:,} 次，{rows} 张照片共 {each * rows:,} 次：超过了一次 Fetch "
-                f"最多可做的 {self.max_passes:,} 次（在 2 个核心上大约 15 秒）。要减少次数，请{chinese}，"
+                f"{method} would run the model {each:,} times per photo, {each * rows:,} for {rows}"
+                f": more than the {self.max_passes:,} one Fetch may take (15 s or so on 2 cores). "
+                f"To lower it, {english}, or filter by class to fewer photos.",
+                f"{method} 每张照片要运行模型 {each:,} 次，{rows} 张照片共 {each * rows:,} 次："
+                f"超过了一次 Fetch 最多可做的 {self.max_passes:,} 次（在 2 个核心上大约 15 秒）。"
+                f"要减少次数，请{chinese}，"
                 f"或者按类别筛选到更少的照片。"))
 
     def get_insights_config(self) -> dict:
@@ -151,8 +159,8 @@ class InsightsExplorer(AttributionVisualizer):
             return [shrink_images(row) for row in namedtuple_to_dict(self.visualize())]
         return self.run(work, ticket, gone)
 
-    def attribute(self, input_index: object, model_index: object, label_index: object, ticket: int | None = None,
-                  gone=lambda: False) -> dict:
+    def attribute(self, input_index: object, model_index: object, label_index: object,
+                  ticket: int | None = None, gone=lambda: False) -> dict:
         """Answer a click on a predicted class: that row's attribution for the class."""
         indices = (input_index, model_index, label_index)
         if not all(isinstance(i, int) for i in indices) or not (
@@ -183,7 +191,8 @@ class InsightsExplorer(AttributionVisualizer):
             if self._should_stop():
                 raise Cancelled(self._why.pop(ticket, SUPERSEDED))
             self._worker = threading.get_ident()
-            hooks = [m.register_forward_pre_hook(self._hook) for model in self.models for m in model.modules()]
+            hooks = [m.register_forward_pre_hook(self._hook)
+                     for model in self.models for m in model.modules()]
             try:
                 return work()
             except Cancelled:
@@ -222,7 +231,8 @@ def shrink_images(output: object) -> object:
         return [shrink_images(item) for item in output]
     if isinstance(output, dict):
         if output.get("type") == "image":
-            return {**output, "base": _smaller_png(output["base"]), "modified": _smaller_png(output["modified"])}
+            return {**output, "base": _smaller_png(output["base"]),
+                    "modified": _smaller_png(output["modified"])}
         return {key: shrink_images(value) for key, value in output.items()}
     return output
 
@@ -248,8 +258,9 @@ def check_settings(body: object, language: str | None = None) -> dict:
 
     method = body.get("attribution_method") if isinstance(body, dict) else None
     if method not in ATTRIBUTION_NAMES_TO_METHODS:
-        raise InsightsError(say(f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}",
-                                f"attribution_method 必须是以下之一：{list(ATTRIBUTION_NAMES_TO_METHODS)}"))
+        raise InsightsError(say(
+            f"attribution_method must be one of {list(ATTRIBUTION_NAMES_TO_METHODS)}",
+            f"attribution_method 必须是以下之一：{list(ATTRIBUTION_NAMES_TO_METHODS)}"))
     config = ATTRIBUTION_METHOD_CONFIG.get(method)
     params, post = (config.params, config.post_process or {}) if config else ({}, {})
     given, classes = body.get("arguments") or {}, body.get("classes", [])
@@ -257,17 +268,21 @@ def check_settings(body: object, language: str | None = None) -> dict:
         raise InsightsError(say(
             f"{method} takes the arguments {sorted(params) or 'none'}; classes is a list of names",
             f"{method} 接受的参数是 {sorted(params) or '无'}；classes 是一个类别名称的列表"))
-    arguments = {**{k: c.value for k, c in params.items()}, **ARGUMENT_DEFAULTS.get(method, {}), **given}
+    arguments = {**{k: c.value for k, c in params.items()}, **ARGUMENT_DEFAULTS.get(method, {}),
+                 **given}
     try:
-        arguments.update({k: post.get(k, int if isinstance(c, NumberConfig) else str)(arguments[k]) for k, c in params.items()})
+        arguments.update({k: post.get(k, int if isinstance(c, NumberConfig) else str)(arguments[k])
+                          for k, c in params.items()})
     except (TypeError, ValueError) as err:
         raise InsightsError(say(f"{method}: {err}", f"{method}：参数无法转换（{err}）")) from None
     for name, cfg in params.items():  # captum's own limits, e.g. at most 100 perturbations per pass
-        low, high = (cfg.limit[0] or 1, cfg.limit[1] or 10 ** 6) if isinstance(cfg, NumberConfig) else (0, 0)
+        low, high = ((cfg.limit[0] or 1, cfg.limit[1] or 10 ** 6) if isinstance(cfg, NumberConfig)
+                     else (0, 0))
         if low and not low <= arguments[name] <= high:
             raise InsightsError(say(f"{method}: {name} must be from {low} to {high}",
                                     f"{method}：{name} 必须在 {low} 到 {high} 之间"))
     if method == "Integrated Gradients":  # not on the page. captum's default runs all steps in one
-        arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH  # batch: memory grows with n_steps
-    return {"attribution_method": method, "arguments": arguments, "prediction": body.get("prediction", "all"),
-            "classes": classes}
+        # batch: memory grows with n_steps
+        arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH
+    return {"attribution_method": method, "arguments": arguments,
+            "prediction": body.get("prediction", "all"), "classes": classes}

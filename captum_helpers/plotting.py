@@ -38,7 +38,8 @@ def show_image(
         raise ValueError(f"show_image expects an RGB image, got an array of shape {array.shape}")
     if array.dtype != np.uint8 and (array.min() < 0 or array.max() > 1):
         raise ValueError(
-            "show_image expects values in [0, 1]: pass transformed_img, not the normalized input_img"
+            "show_image expects values in [0, 1]: pass transformed_img, "
+            "not the normalized input_img"
         )
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 6))
@@ -64,11 +65,13 @@ def share_in_box(attributions: torch.Tensor, box: Box) -> float:
     pixel alike gives the box's share of the area: compare with that.
     """
     if attributions.dim() != 4 or attributions.shape[0] != 1:
-        raise ValueError(f"share_in_box expects attributions of shape (1, C, H, W), got {tuple(attributions.shape)}")
+        raise ValueError("share_in_box expects attributions of shape (1, C, H, W), "
+                         f"got {tuple(attributions.shape)}")
     top, left, bottom, right = box
     height, width = attributions.shape[2:]
     if not (0 <= top < bottom <= height and 0 <= left < right <= width):
-        raise ValueError(f"box {box} is not (top, left, bottom, right) inside a {height} x {width} map")
+        raise ValueError(f"box {box} is not (top, left, bottom, right) "
+                         f"inside a {height} x {width} map")
     positive = attributions.detach().sum(dim=1)[0].clamp(min=0)
     total = positive.sum()
     if total <= 0:

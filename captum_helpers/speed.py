@@ -49,11 +49,13 @@ def occlusion_windows(input_shape: Sequence[int], sliding_window_shapes: Sequenc
         strides = (strides,) * len(input_shape)
     if not len(input_shape) == len(sliding_window_shapes) == len(strides):
         raise ValueError(f"input_shape {tuple(input_shape)}, sliding_window_shapes "
-                         f"{tuple(sliding_window_shapes)} and strides {tuple(strides)} need one entry per dimension")
+                         f"{tuple(sliding_window_shapes)} and strides {tuple(strides)} "
+                         "need one entry per dimension")
     if any(w > size for size, w in zip(input_shape, sliding_window_shapes)):
         raise ValueError(f"sliding_window_shapes {tuple(sliding_window_shapes)} "
                          f"exceeds input_shape {tuple(input_shape)}")
-    return math.prod(math.ceil((size - w) / s) + 1 for size, w, s in zip(input_shape, sliding_window_shapes, strides))
+    return math.prod(math.ceil((size - w) / s) + 1
+                     for size, w, s in zip(input_shape, sliding_window_shapes, strides))
 
 
 def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...]) -> int:
@@ -62,7 +64,8 @@ def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...]) -> 
     if method == "Integrated Gradients":
         return 3 * arguments["n_steps"]  # n_steps scaled copies, forward and backward
     if method == "Occlusion":  # each window position, and the photo itself
-        return occlusion_windows(shape, arguments["sliding_window_shapes"], arguments["strides"]) + 1
+        return occlusion_windows(shape, arguments["sliding_window_shapes"],
+                                 arguments["strides"]) + 1
     if method == "Feature Ablation":
         return math.prod(shape) + 1  # without a feature mask each input value is ablated alone
     return 6 if method == "DeepLift" else 3  # DeepLift runs input and baseline together

@@ -83,21 +83,24 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a Jupyter server and its kernels: a machine without internet, with
     Jupyter's and IPython's files in ``tmp_path`` instead of the home folder."""
     env = jupyter.offline_env(tmp_path / "torch-home")
-    env.pop("JUPYTERHUB_SERVICE_PREFIX", None)  # a hub's own variable: set by the tests that play one
+    # a hub's own variable: set by the tests that play one
+    env.pop("JUPYTERHUB_SERVICE_PREFIX", None)
     for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
                      ("JUPYTER_DATA_DIR", "data"), ("IPYTHONDIR", "ipython")]:
         env[var] = str(tmp_path / "jupyter" / sub)
     return env
 
 
-def wait_for_kernel(kernels_url: str, timeout: float = 120, log=lambda: "", token: str | None = None) -> None:
+def wait_for_kernel(kernels_url: str, timeout: float = 120, log=lambda: "",
+                    token: str | None = None) -> None:
     """Poll a Jupyter server's ``api/kernels`` until one kernel is idle with a browser connected."""
     headers = {"Authorization": f"token {token}"} if token else {}
     deadline = time.monotonic() + timeout
     last_error = ""
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(urllib.request.Request(kernels_url, headers=headers), timeout=5) as response:
+            with urllib.request.urlopen(urllib.request.Request(kernels_url, headers=headers),
+                                        timeout=5) as response:
                 kernels = json.load(response)
         except urllib.error.HTTPError as error:
             # seen once in CI: the listing answered 500 while Notebook 7 started its kernel
@@ -146,18 +149,20 @@ class JupyterServer(_Logged):
     teardown never runs; its kernels exit with it (they watch their parent).
     """
 
-    def __init__(self, app: str, root_dir: Path, tmp_path: Path, base_url: str = "/", config: bool = False,
-                 extra: list[str] = ()) -> None:
+    def __init__(self, app: str, root_dir: Path, tmp_path: Path, base_url: str = "/",
+                 config: bool = False, extra: list[str] = ()) -> None:
         self.token = secrets.token_hex(16)
         self.port = free_port()
         self.base_url = base_url
         self.log_path = tmp_path / f"jupyter-{app}.log"
         extra = [f"--ServerApp.base_url={base_url}", *extra]
         if app == "lab":
-            extra += ["--LabApp.extension_manager=readonly", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+            extra += ["--LabApp.extension_manager=readonly",
+                      f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
                       f"--LabApp.user_settings_dir={tmp_path / 'settings'}"]
         self.command = ["timeout", "--kill-after=10", str(SERVER_LIFETIME_S),
-                        *jupyter.server_command(app, root_dir, self.port, config=config, extra=extra)]
+                        *jupyter.server_command(app, root_dir, self.port, config=config,
+                                                extra=extra)]
         self.env = offline_env(tmp_path)
 
     def url(self, path: str = "") -> str:
@@ -165,11 +170,14 @@ class JupyterServer(_Logged):
 
     def start(self) -> JupyterServer:
         self.log = open(self.log_path, "wb")
-        env = {**self.env, "JUPYTER_TOKEN": self.token}  # not on the command line, where `ps` shows it
-        self.process = subprocess.Popen(self.command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        if not jupyter.wait_until_answers(self.url(f"api/status?token={self.token}"), self.process, START_TIMEOUT_S):
-            raise RuntimeError(f"the Jupyter server exited or did not answer in {START_TIMEOUT_S} s: "
-                               f"{self.log_text()[-2000:]}")
+        # not on the command line, where `ps` shows it
+        env = {**self.env, "JUPYTER_TOKEN": self.token}
+        self.process = subprocess.Popen(self.command, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        if not jupyter.wait_until_answers(self.url(f"api/status?token={self.token}"), self.process,
+                                          START_TIMEOUT_S):
+            raise RuntimeError("the Jupyter server exited or did not answer in "
+                               f"{START_TIMEOUT_S} s: {self.log_text()[-2000:]}")
         return self
 
     def wait_for_kernel(self, timeout: float = 120) -> None:
@@ -184,7 +192,8 @@ HUB_PASSWORD = "course"  # the dummy authenticator's one password
 
 
 def chp_path() -> str | None:
-    """configurable-http-proxy: $CAPTUM_HELPERS_CHP, the one `make setup` puts in the venv, or on PATH."""
+    """configurable-http-proxy: $CAPTUM_HELPERS_CHP, the one `make setup` puts in the venv, or
+    on PATH."""
     configured = os.environ.get(CHP_ENV)
     if configured:
         return configured if os.access(configured, os.X_OK) else None
@@ -211,10 +220,12 @@ class JupyterHub(_Logged):
         env = offline_env(tmp_path)
         for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "IPYTHONDIR"):
             env.pop(name)  # each user's own, in their home
-        passed = {k: v for k, v in env.items() if k in (*jupyter.PROXY_VARS, "no_proxy", "NO_PROXY", "TORCH_HOME",
-                                                         "CAPTUM_HELPERS_MODEL", "MPLBACKEND", "OMP_NUM_THREADS")}
+        passed = {k: v for k, v in env.items() if k in (*jupyter.PROXY_VARS, "no_proxy", "NO_PROXY",
+                                                         "TORCH_HOME", "CAPTUM_HELPERS_MODEL",
+                                                         "MPLBACKEND", "OMP_NUM_THREADS")}
         singleuser = str(Path(sys.executable).with_name("jupyterhub-singleuser"))
-        args = ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        args = ["--LabApp.news_url=",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         if os.geteuid() == 0:
             args.append("--allow-root")
         config.write_text("\n".join([
@@ -225,18 +236,20 @@ class JupyterHub(_Logged):
             f"c.ConfigurableHTTPProxy.pid_file = {str(tmp_path / 'proxy.pid')!r}",
             f"c.JupyterHub.db_url = 'sqlite:///{tmp_path / 'hub.sqlite'}'",
             f"c.JupyterHub.cookie_secret_file = {str(tmp_path / 'cookie_secret')!r}",
-            "c.JupyterHub.authenticator_class = 'dummy'", f"c.DummyAuthenticator.password = {HUB_PASSWORD!r}",
+            "c.JupyterHub.authenticator_class = 'dummy'",
+            f"c.DummyAuthenticator.password = {HUB_PASSWORD!r}",
             f"c.Authenticator.allowed_users = {set(users)!r}",
             "c.JupyterHub.spawner_class = 'simple'",
             f"c.SimpleLocalProcessSpawner.home_dir_template = {str(self.home / '{username}')!r}",
-            f"c.Spawner.cmd = [{singleuser!r}]", f"c.Spawner.args = {args!r}", "c.Spawner.default_url = '/lab'",
-            f"c.Spawner.environment = {passed!r}", "c.Spawner.start_timeout = 120", "c.Spawner.http_timeout = 120",
+            f"c.Spawner.cmd = [{singleuser!r}]", f"c.Spawner.args = {args!r}",
+            "c.Spawner.default_url = '/lab'", f"c.Spawner.environment = {passed!r}",
+            "c.Spawner.start_timeout = 120", "c.Spawner.http_timeout = 120",
             "c.JupyterHub.services = [{'name': 'course-test', 'api_token': %r}]" % self.token,
             "c.JupyterHub.load_roles = [{'name': 'course-test', 'services': ['course-test'],"
             " 'scopes': ['access:servers', 'read:users', 'list:users']}]",
         ]) + "\n")
-        self.command = ["timeout", "--kill-after=10", str(SERVER_LIFETIME_S), sys.executable, "-m", "jupyterhub",
-                        "-f", str(config)]
+        self.command = ["timeout", "--kill-after=10", str(SERVER_LIFETIME_S), sys.executable, "-m",
+                        "jupyterhub", "-f", str(config)]
         self.env, self.cwd = env, tmp_path
         for user in users:
             (self.home / user).mkdir(parents=True)
@@ -271,5 +284,6 @@ class JupyterHub(_Logged):
         page.locator("#login_submit").click()
 
     def wait_for_kernel(self, user: str, timeout: float = 120) -> None:
-        wait_for_kernel(self.url(f"user/{user}/api/kernels"), timeout, self.log_text, token=self.token)
+        wait_for_kernel(self.url(f"user/{user}/api/kernels"), timeout, self.log_text,
+                        token=self.token)
 

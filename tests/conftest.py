@@ -55,7 +55,8 @@ class LocalServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
         self.watchdog = threading.Timer(SERVER_LIFETIME_S, self.httpd.shutdown)
         self.watchdog.daemon = True
 
@@ -182,7 +183,8 @@ def tiny_course(tmp_path):
     folder.mkdir()
     nbformat.write(new_notebook(cells=[
         new_markdown_cell("# Reading the answer\n\nFrom a file beside the notebooks."),
-        new_code_cell("print('Model: tiny (made by the test)')\nopen('../data/answer.txt').read().upper()"),
+        new_code_cell("print('Model: tiny (made by the test)')\n"
+                      "open('../data/answer.txt').read().upper()"),
     ]), folder / "01_answer.ipynb")
     nbformat.write(new_notebook(cells=[
         new_markdown_cell("# Dividing by zero"),

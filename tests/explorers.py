@@ -18,12 +18,15 @@ from torch import nn
 
 from captum_helpers import photo_paths
 
-IG_FAST = {"attribution_method": "Integrated Gradients", "arguments": {"n_steps": 4, "method": "gausslegendre"},
+IG_FAST = {"attribution_method": "Integrated Gradients",
+           "arguments": {"n_steps": 4, "method": "gausslegendre"},
            "prediction": "all", "classes": []}
 OCCLUSION_COARSE = {"attribution_method": "Occlusion", "prediction": "all", "classes": [],
                     "arguments": {"sliding_window_shapes": "3 112 112", "strides": "3 112 112"}}
-SLOW_FETCH = {**IG_FAST, "arguments": {"n_steps": 400, "method": "gausslegendre"}}  # 40 passes of 10 steps
-CANCEL_S = 2.0  # a newer Fetch, close(), an interrupt, a client leaving, Ctrl-C: the computation ends within this
+# 40 passes of 10 steps
+SLOW_FETCH = {**IG_FAST, "arguments": {"n_steps": 400, "method": "gausslegendre"}}
+# a newer Fetch, close(), an interrupt, a client leaving, Ctrl-C: the computation ends within this
+CANCEL_S = 2.0
 
 
 class TinyNet(nn.Sequential):
@@ -32,7 +35,8 @@ class TinyNet(nn.Sequential):
 
     def __init__(self, delay: float = 0.0) -> None:
         torch.manual_seed(0)
-        super().__init__(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+        super().__init__(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 10))
         self.delay, self.calls, self.images = delay, 0, 0
         self.eval()
 
@@ -46,14 +50,24 @@ def tiny_visualizer(dataset, model: nn.Module | None = None, classes=None) -> At
     return AttributionVisualizer(
         models=[model or TinyNet()], score_func=lambda o: torch.softmax(o, 1),
         classes=list(classes or [f"class {i}" for i in range(10)]),
-        features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0], input_transforms=[])],
+        features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0],
+                               input_transforms=[])],
         dataset=dataset)
+
+
+def slow_explorer(open_explorer) -> tuple[object, TinyNet]:
+    """What ``open_explorer`` (the tests' fixture that opens a widget, or a server) opens on two
+    tiny photos whose Fetch takes about 10 s (0.05 s per forward pass), with no budget; and the
+    model, whose calls tell how far the Fetch is."""
+    model = TinyNet(delay=0.05)
+    return open_explorer(tiny_visualizer(tiny_batches(2), model=model), max_passes=10 ** 9), model
 
 
 def tiny_batches(count: int, per_batch: int = 1) -> list[Batch]:
     """Batches of random 3x16x16 'photos'; example k has label k (mod 10)."""
     torch.manual_seed(1)
-    return [Batch(torch.rand(per_batch, 3, 16, 16), labels=[(b * per_batch + i) % 10 for i in range(per_batch)])
+    return [Batch(torch.rand(per_batch, 3, 16, 16),
+                  labels=[(b * per_batch + i) % 10 for i in range(per_batch)])
             for b in range(count)]
 
 
@@ -83,9 +97,11 @@ def add_walkthrough_photos(folder: Path) -> list[Path]:
     return [folder / p.name for p in bundled] + [folder / name for name in WALKTHROUGH_PHOTOS]
 
 
-def http(url: str, body=None, timeout: float = 120, method: str | None = None, **headers) -> tuple[int, object]:
+def http(url: str, body=None, timeout: float = 120, method: str | None = None,
+         **headers) -> tuple[int, object]:
     """(status, JSON or text) of a request straight to ``url`` (never through a proxy)."""
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    data = None if body is None else (body if isinstance(body, bytes)
+                                      else json.dumps(body).encode())
     headers = {"Content-Type": "application/json", **headers}
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -148,9 +164,11 @@ class Slow(nn.Module):
         return x
 
 def make(prefix):
-    model = nn.Sequential(nn.Conv2d(3, 2, 3), Slow(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)).eval()
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), Slow(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(2, 3)).eval()
     return AttributionVisualizer(models=[model], score_func=lambda o: torch.softmax(o, 1),
         classes=[prefix + str(i) for i in range(3)],
-        features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0], input_transforms=[])],
+        features=[ImageFeature("Photo", baseline_transforms=[lambda x: x * 0],
+                               input_transforms=[])],
         dataset=[Batch(torch.rand(2, 3, 8, 8), labels=[0, 1])])
 """

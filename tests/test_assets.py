@@ -11,7 +11,8 @@ from PIL import Image
 
 import captum_helpers.assets as assets
 from captum_helpers import (
-    IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, label, load_image, photo_paths,
+    IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, label, load_image,
+    photo_paths,
 )
 from captum_course.__main__ import main
 
@@ -34,7 +35,8 @@ def make_zip(photos=tuple(COLORS), extra: dict[str, bytes] | None = None) -> byt
         zf.writestr("video7/img/", b"")
         for name in photos:
             zf.writestr(f"video7/img/{name}", _jpeg(COLORS[name]))
-            zf.writestr(f"__MACOSX/video7/img/._{name}", b"\x00\x05\x16\x07 resource fork, not a photo")
+            zf.writestr(f"__MACOSX/video7/img/._{name}",
+                        b"\x00\x05\x16\x07 resource fork, not a photo")
         zf.writestr("video7/notebook.ipynb", b"{}")
         for name, data in (extra or {}).items():
             zf.writestr(name, data)
@@ -63,7 +65,8 @@ def test_download_unpacks_the_three_photos_from_the_nested_folder(zip_server, de
     assert paths == [dest / name for name in WALKTHROUGH_PHOTOS]
     for path in paths:
         assert_photo(path, COLORS[path.name])
-    assert sorted(p.name for p in dest.iterdir()) == sorted(WALKTHROUGH_PHOTOS)  # nothing else unpacked
+    # nothing else unpacked
+    assert sorted(p.name for p in dest.iterdir()) == sorted(WALKTHROUGH_PHOTOS)
     assert zip_server.hits[ZIP_NAME] == 1
     assert f"Downloading {zip_server.url(ZIP_NAME)}" in capsys.readouterr().out
 
@@ -135,7 +138,8 @@ def test_http_404_names_the_url(http_server, dest):
 
 
 def test_unreachable_server_names_the_url(closed_port_url, dest):
-    with pytest.raises(RuntimeError, match=re.escape(f"could not download {closed_port_url}: ") + ".*[Rr]efused"):
+    with pytest.raises(RuntimeError,
+                       match=re.escape(f"could not download {closed_port_url}: ") + ".*[Rr]efused"):
         download_walkthrough_photos(dest, url=closed_port_url, timeout=5)
 
 
@@ -190,7 +194,8 @@ def test_photo_paths_adds_the_walkthrough_photos_once_downloaded(tmp_path, monke
 
 @pytest.mark.parametrize("name, index, expected", [
     ("chelsea.png", 281, "tabby"), ("coffee.png", 967, "espresso"), ("rocket.jpg", 657, "missile"),
-    ("cat.jpg", 282, "tiger cat"), ("teapot.jpg", 849, "teapot"), ("trilobite.jpg", 69, "trilobite"),
+    ("cat.jpg", 282, "tiger cat"), ("teapot.jpg", 849, "teapot"),
+    ("trilobite.jpg", 69, "trilobite"),
 ])
 def test_photo_labels_are_the_imagenet_classes_they_show(name, index, expected):
     assert {**PHOTOS, **WALKTHROUGH_PHOTOS}[name] == index

@@ -40,7 +40,8 @@ def probabilities(prob_model, batch: torch.Tensor, target: int) -> torch.Tensor:
         return prob_model(batch)[:, target]
 
 
-def occlude_top(input_img: torch.Tensor, scores: torch.Tensor, fraction: float = FRACTION) -> torch.Tensor:
+def occlude_top(input_img: torch.Tensor, scores: torch.Tensor,
+                fraction: float = FRACTION) -> torch.Tensor:
     """``input_img`` with the highest-scoring ``fraction`` of pixels set to 0, the baseline
     (0 in normalized space is the ImageNet mean colour). ``scores`` is (224, 224)."""
     keep = torch.ones(scores.numel())
@@ -58,7 +59,8 @@ def attributions_ig(prob_model, cat):
 
 def probability_change(prob_model, cat) -> float:
     input_img, target = cat
-    p_img, p_base = probabilities(prob_model, torch.cat([input_img, torch.zeros_like(input_img)]), target)
+    p_img, p_base = probabilities(prob_model, torch.cat([input_img, torch.zeros_like(input_img)]),
+                                  target)
     return (p_img - p_base).item()
 
 
@@ -98,10 +100,12 @@ def assert_deletion_beats_random(prob_model, cat, scores, random_scores):
     p = probabilities(prob_model, batch, target)
     p_img, p_top, p_random = p[0].item(), p[1].item(), p[2:].mean().item()
     assert p_top < p_img
-    assert p_top < p_random, f"top {FRACTION:.0%}: {p_top:.3f}, random {FRACTION:.0%}: {p[2:].tolist()}"
+    assert p_top < p_random, (f"top {FRACTION:.0%}: {p_top:.3f}, random {FRACTION:.0%}: "
+                              f"{p[2:].tolist()}")
 
 
-def test_occluding_what_ig_ranks_highest_lowers_the_probability_more_than_random(prob_model, cat, attributions_ig):
+def test_occluding_what_ig_ranks_highest_lowers_the_probability_more_than_random(
+        prob_model, cat, attributions_ig):
     attributions, _ = attributions_ig
     scores = attributions[0].sum(0)  # evidence for the class, summed over colour channels
     assert_deletion_beats_random(prob_model, cat, scores, [random_pixels(s) for s in SEEDS])
@@ -112,10 +116,12 @@ def attributions_occ(prob_model, cat):
     input_img, target = cat
     occlusion = Occlusion(prob_model)
     return occlusion.attribute(input_img, target=target, strides=(3, TILE, TILE),
-                               sliding_window_shapes=(3, TILE, TILE), baselines=0, perturbations_per_eval=32)
+                               sliding_window_shapes=(3, TILE, TILE), baselines=0,
+                               perturbations_per_eval=32)
 
 
-def test_occlusion_attribution_is_the_probability_drop_of_its_tile(prob_model, cat, attributions_occ):
+def test_occlusion_attribution_is_the_probability_drop_of_its_tile(prob_model, cat,
+                                                                   attributions_occ):
     input_img, target = cat
     assert attributions_occ.shape == input_img.shape
     scores = attributions_occ[0].sum(0)
@@ -125,11 +131,12 @@ def test_occlusion_attribution_is_the_probability_drop_of_its_tile(prob_model, c
     occluded[..., top:top + TILE, left:left + TILE] = 0
     p_img, p_occluded = probabilities(prob_model, torch.cat([input_img, occluded]), target)
     tile = attributions_occ[0, :, top:top + TILE, left:left + TILE]
-    torch.testing.assert_close(tile, torch.full_like(tile, (p_img - p_occluded).item()), atol=1e-5, rtol=0)
+    torch.testing.assert_close(tile, torch.full_like(tile, (p_img - p_occluded).item()),
+                               atol=1e-5, rtol=0)
     assert p_occluded < p_img
 
 
-def test_occluding_what_occlusion_ranks_highest_lowers_the_probability_more_than_random(prob_model, cat,
-                                                                                       attributions_occ):
+def test_occluding_what_occlusion_ranks_highest_lowers_the_probability_more_than_random(
+        prob_model, cat, attributions_occ):
     scores = attributions_occ[0].sum(0)
     assert_deletion_beats_random(prob_model, cat, scores, [random_tiles(s) for s in SEEDS])

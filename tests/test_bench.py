@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_attributions", ROOT / "bench" / "attributions.py")
+_spec = importlib.util.spec_from_file_location("bench_attributions",
+                                               ROOT / "bench" / "attributions.py")
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
@@ -36,15 +37,18 @@ def results():
 
 def test_table_from_given_numbers(results):
     lines = bench.table(results, list(bench.METHODS), ["baseline", "suite"])
-    assert lines[0].startswith("| method | variant | runs | time: median (min-max) | peak RSS | before call |")
+    assert lines[0].startswith("| method | variant | runs | time: median (min-max) | peak RSS "
+                               "| before call |")
     assert len(lines) == 2 + 6 + 1 and all(len(line.split("|")) == 13 + 2 for line in lines[2:])
-    assert lines[2] == "| Integrated Gradients | baseline | 3 | 15.0 s (14.0-16.0 s) | 5.00 GB | 800 MB | 1.00x | 1.00x " \
-                       "|  |  |  |  | 1.5 |"
-    assert lines[3] == "| Integrated Gradients | suite | 3 | 10.0 s (9.50-10.5 s) | 1.07 GB | 800 MB | 1.50x | 4.65x " \
-                       "| 6.0e-07 | 2.0e-04 | 0.9998 | yes | 1.5 |"
-    assert lines[5].startswith("| Occlusion | suite | 3 | 16.0 s (15.9-16.2 s) | 1.22 GB | 800 MB | 1.38x | 0.65x |")
+    assert lines[2] == ("| Integrated Gradients | baseline | 3 | 15.0 s (14.0-16.0 s) | 5.00 GB "
+                        "| 800 MB | 1.00x | 1.00x |  |  |  |  | 1.5 |")
+    assert lines[3] == ("| Integrated Gradients | suite | 3 | 10.0 s (9.50-10.5 s) | 1.07 GB "
+                        "| 800 MB | 1.50x | 4.65x | 6.0e-07 | 2.0e-04 | 0.9998 | yes | 1.5 |")
+    assert lines[5].startswith("| Occlusion | suite | 3 | 16.0 s (15.9-16.2 s) | 1.22 GB | 800 MB "
+                               "| 1.38x | 0.65x |")
     assert lines[5].endswith("| NO (> 0.001) | 1.5 |")
-    assert lines[7].startswith("| Layer GradCAM | suite | 5 | 0.05 s (0.05-0.05 s) | 828 MB | 800 MB | 0.80x |")
+    assert lines[7].startswith("| Layer GradCAM | suite | 5 | 0.05 s (0.05-0.05 s) | 828 MB "
+                               "| 800 MB | 0.80x |")
     assert lines[8].startswith("| all three | baseline / suite | | 37.0 s / 26.1 s | | | 1.42x |")
 
 
@@ -52,11 +56,13 @@ def test_targets_pass_with_the_bound_they_compared(results):
     lines = bench.targets(results, windows=784)
     assert lines[:2] == ["targets:", ""] and len(lines) == 6
     # bound: 784 passes x 20 ms (the best rate given) = 15.7 s; 16.0 s is 1.02x of it
-    assert lines[2] == ("- PASS: Occlusion within 1.1x of the float32 bound: 16.0 s = 1.02x the bound 15.7 s "
-                        "(784 occluded forward passes at 20.0 ms/image, the best batched rate in this run)")
+    assert lines[2] == ("- PASS: Occlusion within 1.1x of the float32 bound: 16.0 s = 1.02x the "
+                        "bound 15.7 s (784 occluded forward passes at 20.0 ms/image, the best "
+                        "batched rate in this run)")
     assert lines[3] == "- PASS: Integrated Gradients peak RSS at most 1.5 GB: 1.07 GB"
     assert lines[4] == "- PASS: Integrated Gradients not slower than the walkthrough's: 1.50x"
-    assert lines[5] == "- PASS: the three together faster than the walkthrough's: 37.0 s / 26.1 s = 1.42x"
+    assert lines[5] == ("- PASS: the three together faster than the walkthrough's: "
+                        "37.0 s / 26.1 s = 1.42x")
 
 
 def test_targets_missed(results):
@@ -74,31 +80,36 @@ def test_targets_missed(results):
 def test_quick_smoke_run_writes_the_report(tmp_path):
     report = tmp_path / "results.md"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "attributions.py"), "--quick", "--size", "32", "--n-steps", "8",
-         "--markdown", str(report)],
+        [sys.executable, str(ROOT / "bench" / "attributions.py"), "--quick", "--size", "32",
+         "--n-steps", "8", "--markdown", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = report.read_text()
     assert text in proc.stdout
-    assert text.startswith("`python bench/attributions.py --quick --size 32 --n-steps 8 --markdown ")
+    assert text.startswith("`python bench/attributions.py --quick --size 32 --n-steps 8 "
+                           "--markdown ")
     assert f"Occlusion `perturbations_per_eval={bench.OCCLUSION_BATCH}`" in text
     for name in bench.METHODS.values():  # the suite agrees with the walkthrough's call
-        assert re.search(rf"^\| {name} \| baseline \| \d+ \| [\d.]+ s.* \| 1\.00x \| 1\.00x \|", text, re.M), name
-        assert re.search(rf"^\| {name} \| suite \| \d+ \| .* \| [\d.]+x \| [\d.]+x \| .* \| yes \| [\d.]+ \|$",
+        assert re.search(rf"^\| {name} \| baseline \| \d+ \| [\d.]+ s.* \| 1\.00x \| 1\.00x \|",
                          text, re.M), name
-    assert re.search(r"^\| all three \| baseline / suite \| \| [\d.]+ s / [\d.]+ s \| \| \| [\d.]+x \|", text, re.M)
+        assert re.search(rf"^\| {name} \| suite \| \d+ \| .* \| [\d.]+x \| [\d.]+x \| .* \| yes "
+                         r"\| [\d.]+ \|$", text, re.M), name
+    assert re.search(r"^\| all three \| baseline / suite \| \| [\d.]+ s / [\d.]+ s \| \| \| "
+                     r"[\d.]+x \|", text, re.M)
     assert "smoke run (--quick)" in text and "PASS" not in text
 
 
 @pytest.mark.once
 def test_notebook_times_prints_seconds_model_and_memory_per_notebook(tiny_course):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "notebook_times.py"),
-                           str(tiny_course / "01_answer.ipynb"), str(tiny_course / "02_broken.ipynb")],
+                           str(tiny_course / "01_answer.ipynb"),
+                           str(tiny_course / "02_broken.ipynb")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # 02_broken fails
     out = proc.stdout
     assert "| notebook | model | seconds | kernel peak memory | status |" in out
     assert re.search(r"\| 01_answer \| tiny \| \d+ \| \d+\.\d GB \| ok \|", out), out
-    assert re.search(r"\| 02_broken \| - \| \d+ \| - \| FAILED: ZeroDivisionError: division by zero \|", out), out
+    assert re.search(r"\| 02_broken \| - \| \d+ \| - \| FAILED: ZeroDivisionError: division by "
+                     r"zero \|", out), out
     assert re.search(r"\| \*\*total\*\* \| \| \*\*\d+\*\* \|", out), out

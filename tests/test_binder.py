@@ -1,4 +1,5 @@
-"""The Binder / JupyterHub image: the Dockerfile repo2docker writes for binder/ (no Docker, no network).
+"""The Binder / JupyterHub image: the Dockerfile repo2docker writes for binder/ (no Docker, no
+network).
 
 `jupyter-repo2docker --no-build --debug .` prints the Dockerfile it would build. We check that
 it installs binder/environment.yml, runs binder/postBuild as the notebook user after copying the
@@ -25,21 +26,24 @@ REPO2DOCKER = Path(sys.executable).parent / "jupyter-repo2docker"
 
 @pytest.fixture(scope="module")
 def dockerfile() -> str:
-    proc = subprocess.run([str(REPO2DOCKER), "--no-build", "--debug", "--user-id", "1000", "--user-name", "jovyan",
-                           "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([str(REPO2DOCKER), "--no-build", "--debug", "--user-id", "1000",
+                           "--user-name", "jovyan", "."],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "FROM " in proc.stdout, proc.stdout + proc.stderr
     return proc.stdout
 
 
 def _env(dockerfile: str) -> dict[str, str]:
-    """The image's environment: every ``ENV`` line of the Dockerfile, ``${VAR}`` references resolved."""
+    """The image's environment: every ``ENV`` line of the Dockerfile, ``${VAR}`` references
+    resolved."""
     env = {"NB_USER": "jovyan"}
     text = dockerfile.replace("\\\n", " ")
     for line in text.splitlines():
         if line.startswith("ENV "):
             for name, value in re.findall(r'(\w+)=("[^"]*"|\S+)', line[4:]):
-                env[name] = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), value.strip('"'))
+                env[name] = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""),
+                                   value.strip('"'))
     return env
 
 
@@ -63,7 +67,8 @@ def test_dockerfile_starts_servers_through_binder_start(dockerfile):
 
 
 def _run_postbuild(tmp_path: Path, env: dict[str, str]) -> list[str]:
-    """Run binder/postBuild with a stand-in ``python`` that records TORCH_HOME, the model and its args."""
+    """Run binder/postBuild with a stand-in ``python`` that records TORCH_HOME, the model and its
+    args."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     log = tmp_path / "calls.log"
@@ -72,8 +77,8 @@ def _run_postbuild(tmp_path: Path, env: dict[str, str]) -> list[str]:
     (stubs / "python").chmod(0o755)
     run_env = {"PATH": f"{stubs}:/usr/bin:/bin", "NB_PYTHON_PREFIX": env["NB_PYTHON_PREFIX"],
                "HOME": str(tmp_path / "home")}
-    proc = subprocess.run([str(BINDER / "postBuild")], cwd=ROOT, env=run_env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([str(BINDER / "postBuild")], cwd=ROOT, env=run_env, capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return log.read_text().splitlines()
 
@@ -91,7 +96,8 @@ def test_postbuild_prefetches_weights_outside_home_and_checks_the_result(dockerf
     assert not torch_home.startswith(env["HOME"])  # a hub mounts a fresh home over the image's
 
 
-@pytest.mark.parametrize("preset, expected", [(None, "{prefix}/share/torch"), ("/data/torch", "/data/torch")])
+@pytest.mark.parametrize("preset, expected",
+                         [(None, "{prefix}/share/torch"), ("/data/torch", "/data/torch")])
 def test_start_points_torch_at_the_image_weights(dockerfile, tmp_path, preset, expected):
     env = _env(dockerfile)
     run_env = {"PATH": "/usr/bin:/bin", "NB_PYTHON_PREFIX": env["NB_PYTHON_PREFIX"]}
@@ -122,7 +128,8 @@ def test_binder_environment_mirrors_pyproject_with_cpu_torch_and_anywidget_besid
 
 def test_hub_guide_config_uses_the_image_torch_home():
     assert "mybinder.org/badge_logo.svg" in (ROOT / "README.md").read_text()
-    assert "TORCH_HOME: /srv/conda/envs/notebook/share/torch" in (ROOT / "docs" / "hub.md").read_text()
+    assert ("TORCH_HOME: /srv/conda/envs/notebook/share/torch"
+            in (ROOT / "docs" / "hub.md").read_text())
     assert 'TORCH_HOME="${NB_PYTHON_PREFIX}/share/torch"' in (BINDER / "postBuild").read_text()
 
 
@@ -134,10 +141,12 @@ def test_postbuild_installs_the_server_config_where_jupyter_reads_it(tmp_path):
     (stubs / "python").write_text("#!/bin/sh\nexit 0\n")
     (stubs / "python").chmod(0o755)
     env = {"PATH": f"{stubs}:/usr/bin:/bin", "NB_PYTHON_PREFIX": str(prefix), "HOME": str(tmp_path)}
-    proc = subprocess.run([str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     installed = prefix / "etc" / "jupyter" / "jupyter_server_config.py"
-    assert installed.read_text() == (ROOT / "captum_course" / "jupyter_server_config.py").read_text()
-    # the environment's etc/jupyter is on Jupyter's own config path (sys.prefix is NB_PYTHON_PREFIX there)
+    assert (installed.read_text()
+            == (ROOT / "captum_course" / "jupyter_server_config.py").read_text())
+    # the environment's etc/jupyter is on Jupyter's own config path (sys.prefix is NB_PYTHON_PREFIX
+    # there)
     assert str(Path(sys.prefix) / "etc" / "jupyter") in jupyter_config_path()

@@ -69,14 +69,16 @@ def test_every_method_in_the_costs_is_explained_in_both_languages():
     for path in cheatsheet.DOCS.values():
         text = path.read_text(encoding="utf-8")
         for method in cheatsheet.SETTINGS:
-            assert re.search(rf"^\| {re.escape(method)}[ （(|]", text, flags=re.M), (path.name, method)
+            assert re.search(rf"^\| {re.escape(method)}[ （(|]", text,
+                             flags=re.M), (path.name, method)
 
 
 def test_the_update_writes_one_table_into_each_cheatsheet(tmp_path, monkeypatch):
     docs = {}
     for language, path in cheatsheet.DOCS.items():
         docs[language] = tmp_path / path.name
-        docs[language].write_text(f"before\n{cheatsheet.BEGIN}\nold\n{cheatsheet.END}\nafter\n", encoding="utf-8")
+        docs[language].write_text(f"before\n{cheatsheet.BEGIN}\nold\n{cheatsheet.END}\nafter\n",
+                                  encoding="utf-8")
     monkeypatch.setattr(cheatsheet, "DOCS", docs)
     rows = [{"method": "Saliency", "settings": "", "images": 1, "backward": 1, "seconds": 0.01}]
     context = {"model": "m", "machine": "cpu", "load": 0.0, "date": "2026-12-02"}
@@ -84,5 +86,6 @@ def test_the_update_writes_one_table_into_each_cheatsheet(tmp_path, monkeypatch)
     cheatsheet.update_docs(rows, context)  # again: still one block
     for path in docs.values():
         text = path.read_text(encoding="utf-8")
-        assert text.count(cheatsheet.BEGIN) == 1 and "old" not in text and "| Saliency |  | 1 | 1 | 0.01 |" in text
+        assert (text.count(cheatsheet.BEGIN) == 1 and "old" not in text
+                and "| Saliency |  | 1 | 1 | 0.01 |" in text)
         assert text.startswith("before\n") and text.endswith("after\n")

@@ -1,4 +1,5 @@
-"""`python -m captum_course`: `prefetch` against a local HTTP server serving files the tests make, and `doctor`'s verdicts.
+"""`python -m captum_course`: `prefetch` against a local HTTP server serving files the tests make,
+and `doctor`'s verdicts.
 
 The server, the random-weight ResNet18 file and the empty TORCH_HOME come from tests/conftest.py.
 """
@@ -23,7 +24,8 @@ PHOTO_NAMES = sorted(assets.WALKTHROUGH_PHOTOS)  # cat.jpg, teapot.jpg, trilobit
 
 @pytest.fixture
 def caches(tmp_path, torch_home, monkeypatch):
-    """An empty torch hub cache and an img/ folder with only the bundled photos, both in tmp_path."""
+    """An empty torch hub cache and an img/ folder with only the bundled photos, both in
+    tmp_path."""
     img = tmp_path / "img"
     img.mkdir()
     for name in assets.PHOTOS:
@@ -47,7 +49,8 @@ def _checkpoint_bytes(seed: int) -> bytes:
 
 
 def _serve_weights(server, monkeypatch, data: bytes, name: str | None = None) -> str:
-    """Serve ``data`` as ``resnet18-<sha256 prefix>.pth`` (or ``name``) and point RESNET18_URL at it."""
+    """Serve ``data`` as ``resnet18-<sha256 prefix>.pth`` (or ``name``) and point RESNET18_URL at
+    it."""
     name = name or f"resnet18-{hashlib.sha256(data).hexdigest()[:8]}.pth"
     server.files[name] = data
     monkeypatch.setattr(models, "RESNET18_URL", server.url(name))
@@ -80,13 +83,15 @@ def good_photos():
     return {name: _photo(colour) for name, colour in zip(PHOTO_NAMES, ["orange", "white", "grey"])}
 
 
-def test_prefetch_downloads_and_verifies_weights_and_photos(http_server, caches, weights, good_photos, monkeypatch, capsys):
+def test_prefetch_downloads_and_verifies_weights_and_photos(http_server, caches, weights,
+                                                            good_photos, monkeypatch, capsys):
     name = _serve_weights(http_server, monkeypatch, weights)
     _serve_photo_zip(http_server, monkeypatch, good_photos)
 
     assert main(["prefetch"]) == 0
     out = capsys.readouterr().out
-    assert "ResNet18 weights: ok" in out and "sha256 verified" in out and "11,689,512 parameters" in out
+    assert ("ResNet18 weights: ok" in out and "sha256 verified" in out
+            and "11,689,512 parameters" in out)
     assert "Walkthrough photos: ok" in out
     cached = _checkpoints(caches) / name
     assert cached.read_bytes() == weights
@@ -94,8 +99,8 @@ def test_prefetch_downloads_and_verifies_weights_and_photos(http_server, caches,
         assert Image.open(caches / "img" / photo).size == (40, 30)
 
 
-def test_prefetch_rejects_weights_whose_hash_does_not_match_their_name(http_server, caches, weights, good_photos,
-                                                                       monkeypatch, capsys):
+def test_prefetch_rejects_weights_whose_hash_does_not_match_their_name(
+        http_server, caches, weights, good_photos, monkeypatch, capsys):
     _serve_weights(http_server, monkeypatch, weights, name="resnet18-0badc0de.pth")
     _serve_photo_zip(http_server, monkeypatch, good_photos)
 
@@ -106,8 +111,8 @@ def test_prefetch_rejects_weights_whose_hash_does_not_match_their_name(http_serv
     assert not (_checkpoints(caches) / "resnet18-0badc0de.pth").exists()
 
 
-def test_prefetch_force_replaces_a_cached_file_that_is_not_the_served_one(http_server, caches, weights, good_photos,
-                                                                          monkeypatch, capsys):
+def test_prefetch_force_replaces_a_cached_file_that_is_not_the_served_one(
+        http_server, caches, weights, good_photos, monkeypatch, capsys):
     name = _serve_weights(http_server, monkeypatch, weights)
     _serve_photo_zip(http_server, monkeypatch, good_photos)
     cached = _checkpoints(caches) / name
@@ -120,9 +125,11 @@ def test_prefetch_force_replaces_a_cached_file_that_is_not_the_served_one(http_s
     assert cached.read_bytes() == weights
 
 
-def test_prefetch_rejects_a_photo_that_is_not_an_image(http_server, caches, weights, good_photos, monkeypatch, capsys):
+def test_prefetch_rejects_a_photo_that_is_not_an_image(http_server, caches, weights, good_photos,
+                                                       monkeypatch, capsys):
     _serve_weights(http_server, monkeypatch, weights)
-    _serve_photo_zip(http_server, monkeypatch, {**good_photos, "teapot.jpg": b"<html>Access denied</html>"})
+    _serve_photo_zip(http_server, monkeypatch,
+                     {**good_photos, "teapot.jpg": b"<html>Access denied</html>"})
 
     assert main(["prefetch"]) == 1
     out = capsys.readouterr().out
@@ -137,8 +144,10 @@ def test_prefetch_reports_an_unreachable_server(http_server, caches, monkeypatch
 
     assert main(["prefetch"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("ResNet18 weights: FAILED") and "404" in line for line in lines), lines
-    assert any(line.startswith("Walkthrough photos: FAILED") and "missing.zip" in line for line in lines), lines
+    assert any(line.startswith("ResNet18 weights: FAILED") and "404" in line
+               for line in lines), lines
+    assert any(line.startswith("Walkthrough photos: FAILED") and "missing.zip" in line
+               for line in lines), lines
 
 
 def _doctor(capsys) -> tuple[int, str]:
@@ -151,7 +160,8 @@ def test_doctor_is_happy_with_the_offline_model(caches, capsys):
     assert code == 0, out
     assert "Ready" in out
     assert "model: resnet18 or efficientnet_lite0: ResNet18 weights not cached" in out
-    assert "ok    captum: 0.8.0" in out and f"ok    torch: {importlib.metadata.version('torch')}" in out
+    assert ("ok    captum: 0.8.0" in out
+            and f"ok    torch: {importlib.metadata.version('torch')}" in out)
     assert "ok    Insights front end" in out
     assert "3 bundled photos" in out
     assert "info  browser:" in out
@@ -197,19 +207,23 @@ def _bad_model_name(monkeypatch):
 def _required_package_missing(monkeypatch):
     """The requirements come from the installed metadata: a new one there is checked too."""
     requires = importlib.metadata.requires(doctor.DISTRIBUTION)
-    monkeypatch.setattr(importlib.metadata, "requires", lambda dist: [*requires, "no-such-package>=1"])
+    monkeypatch.setattr(importlib.metadata, "requires",
+                        lambda dist: [*requires, "no-such-package>=1"])
 
 
 @pytest.mark.parametrize("break_it, problem, message", [
     (_no_fallback, "model", "none offline: ResNet18 weights not cached"),
-    (_forced_resnet18, "model", "ResNet18 weights not cached (run `python -m captum_course prefetch` online)"),
-    (_forced_fallback_missing, "model", "efficientnet_lite0 (by $CAPTUM_HELPERS_MODEL) is not available"),
+    (_forced_resnet18, "model",
+     "ResNet18 weights not cached (run `python -m captum_course prefetch` online)"),
+    (_forced_fallback_missing, "model",
+     "efficientnet_lite0 (by $CAPTUM_HELPERS_MODEL) is not available"),
     (_photos_missing, "photos", "chelsea.png"),
     (_insights_missing, "Insights front end", "install captum==0.8.0"),
     (_bad_model_name, "model", "unknown model 'resnet50'"),
     (_required_package_missing, "no-such-package", "not installed: run `make setup`"),
 ], ids=lambda v: getattr(v, "__name__", None))
-def test_doctor_fails_and_names_what_is_missing(caches, monkeypatch, capsys, break_it, problem, message):
+def test_doctor_fails_and_names_what_is_missing(caches, monkeypatch, capsys, break_it, problem,
+                                                message):
     break_it(monkeypatch)
     code, out = _doctor(capsys)
     assert code == 1, out
@@ -227,7 +241,8 @@ def test_doctor_flags_versions_the_course_was_not_tested_with(monkeypatch, name,
     monkeypatch.setitem(doctor.TESTED, name, tested)
     check = doctor._tested(name, installed)
     assert check.status == "warn"
-    assert check.detail == f"{installed}: the course is tested with {name} {tested[0]} to {tested[1]}"
+    assert check.detail == (f"{installed}: the course is tested with {name} {tested[0]} to "
+                            f"{tested[1]}")
     assert doctor._tested(name, f"{tested[1]}.3").status == "ok"
 
 

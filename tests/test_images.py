@@ -18,7 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from captum_helpers import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, load_image, preprocess, to_hwc, transform
+from captum_helpers import (IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, load_image, preprocess,
+                            to_hwc, transform)
 
 WHITE, RED, BLACK = (255, 255, 255), (255, 0, 0), (0, 0, 0)
 
@@ -35,13 +36,15 @@ def _photo_bytes(fmt: str) -> bytes:
 def _huge_png(width: int, height: int) -> bytes:
     """A real, valid 1-bit PNG of width x height black pixels: a few kB on disk."""
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
 
     compressor = zlib.compressobj(9)
     row = b"\x00" * (1 + (width + 7) // 8)  # filter byte, then 1 bit per pixel
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
 
 
 def _missing(tmp_path):
@@ -91,7 +94,8 @@ def _dangling_link(tmp_path):
 # PIL's limit is Image.MAX_IMAGE_PIXELS (89.5 Mpx); between 1x and 2x it only warns.
 BAD_FILES = {
     "missing": (_missing, FileNotFoundError, "No such image file"),
-    "link to a missing file": (_dangling_link, FileNotFoundError, "link to 'moved_away.jpg', which is missing"),
+    "link to a missing file": (_dangling_link, FileNotFoundError,
+                               "link to 'moved_away.jpg', which is missing"),
     "symlink loop": (_symlink_loop, ImageLoadError, "is a symlink loop"),
     "folder": (_folder, ImageLoadError, "is a folder"),
     "text file named .jpg": (_text_named_jpg, ImageLoadError, "not an image"),
@@ -100,9 +104,12 @@ BAD_FILES = {
     "100 Mpx PNG (over the limit)": (_huge(10_000, 10_000), ImageLoadError, "too large"),
     "200 Mpx PNG (over twice the limit)": (_huge(20_000, 10_000), ImageLoadError, "too large"),
     # 88 bytes on disk; Resize(224) would turn it into 224 x 14,560,000 RGB pixels
-    "65000 x 1 PNG": (_huge(65_000, 1), ImageLoadError, "65000 x 1 pixels: Resize.224. would make it 224 x 14,560,000"),
-    "1 x 2000 PNG": (_huge(1, 2_000), ImageLoadError, "1 x 2000 pixels: .* crop it to at most 20:1"),
-    "300 x 14 PNG, just over 20:1": (_huge(300, 14), ImageLoadError, "300 x 14 pixels: .* 224 x 4,800"),
+    "65000 x 1 PNG": (_huge(65_000, 1), ImageLoadError,
+                      "65000 x 1 pixels: Resize.224. would make it 224 x 14,560,000"),
+    "1 x 2000 PNG": (_huge(1, 2_000), ImageLoadError,
+                     "1 x 2000 pixels: .* crop it to at most 20:1"),
+    "300 x 14 PNG, just over 20:1": (_huge(300, 14), ImageLoadError,
+                                     "300 x 14 pixels: .* 224 x 4,800"),
     "1 x 1 PNG": (_huge(1, 1), ImageLoadError, "1 x 1 pixels, too small"),
     "0 x 5 PNG": (_huge(0, 5), ImageLoadError, "not an image"),
 }
@@ -214,11 +221,13 @@ def unprivileged_loads():
     for path in paths.values():
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(_photo_bytes("JPEG"))
-    modes = {top: 0o755, paths["unreadable.jpg"]: 0o000, top / "locked": 0o000, top / "listable": 0o444}
+    modes = {top: 0o755, paths["unreadable.jpg"]: 0o000, top / "locked": 0o000,
+             top / "listable": 0o444}
     try:
         for path, mode in modes.items():
             path.chmod(mode)
-        child = subprocess.run([sys.executable, "-c", UNPRIVILEGED_LOADS, *map(str, paths.values())],
+        child = subprocess.run([sys.executable, "-c", UNPRIVILEGED_LOADS,
+                                *map(str, paths.values())],
                                capture_output=True, text=True, timeout=300)
         assert child.returncode == 0, child.stderr
         results = json.loads(child.stdout)
@@ -233,7 +242,8 @@ PERMISSION_CASES = {
     "readable photo (the check that the child can load at all)": ("ok.jpg", "loaded (64, 48)"),
     "file without read permission": (
         "unreadable.jpg",
-        "PermissionError: Permission denied reading '{top}/unreadable.jpg' (its mode is ----------)"),
+        "PermissionError: Permission denied reading '{top}/unreadable.jpg' "
+        "(its mode is ----------)"),
     "file in a folder without any permission": (
         "locked/photo.jpg",
         "PermissionError: Permission denied looking up '{top}/locked/photo.jpg': "
@@ -246,7 +256,8 @@ PERMISSION_CASES = {
 
 
 @pytest.mark.parametrize("name, message", PERMISSION_CASES.values(), ids=PERMISSION_CASES.keys())
-def test_load_image_says_permission_denied_naming_file_and_folder(unprivileged_loads, name, message):
+def test_load_image_says_permission_denied_naming_file_and_folder(unprivileged_loads, name,
+                                                                  message):
     top, results, euid = unprivileged_loads
     assert euid != 0  # the bits really applied to the child
     assert results[name] == message.format(top=top)
@@ -272,12 +283,14 @@ def _palette_image() -> Image.Image:
 
 def _rgba_image() -> Image.Image:
     # opaque red, fully transparent red, half-transparent black
-    return Image.fromarray(np.array([[[255, 0, 0, 255], [255, 0, 0, 0], [0, 0, 0, 128]]] * 2, np.uint8), "RGBA")
+    return Image.fromarray(np.array([[[255, 0, 0, 255], [255, 0, 0, 0], [0, 0, 0, 128]]] * 2,
+                                    np.uint8), "RGBA")
 
 
 def _cmyk_image() -> Image.Image:
     # no ink, full cyan, full black
-    return Image.fromarray(np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255]]] * 2, np.uint8), "CMYK")
+    return Image.fromarray(np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255]]] * 2, np.uint8),
+                           "CMYK")
 
 
 # no pixel at full white, so scaling by the brightest pixel would show too
@@ -297,13 +310,15 @@ def _int32_image(row: list[int]) -> Image.Image:
 
 
 GOOD_FILES = {
-    "grayscale L": (_save(Image.fromarray(np.array([[0, 100, 255]] * 2, np.uint8), "L"), "gray.png"),
-                    "L", [BLACK, (100,) * 3, WHITE]),
-    "RGBA, transparent parts white": (_save(_rgba_image(), "rgba.png"), "RGBA", [RED, WHITE, (127,) * 3]),
+    "grayscale L": (_save(Image.fromarray(np.array([[0, 100, 255]] * 2, np.uint8), "L"),
+                          "gray.png"), "L", [BLACK, (100,) * 3, WHITE]),
+    "RGBA, transparent parts white": (_save(_rgba_image(), "rgba.png"), "RGBA",
+                                      [RED, WHITE, (127,) * 3]),
     "palette P": (_save(_palette_image(), "palette.png"), "P", [RED, (0, 0, 255), (0, 128, 0)]),
     "palette P with a transparent entry": (_save(_palette_image(), "palette_t.png", transparency=1),
                                            "P", [RED, WHITE, (0, 128, 0)]),
-    "palette GIF with a transparent entry": (_save(_palette_image(), "palette_t.gif", transparency=1),
+    "palette GIF with a transparent entry": (_save(_palette_image(), "palette_t.gif",
+                                                   transparency=1),
                                              "P", [RED, WHITE, (0, 128, 0)]),
     "CMYK TIFF": (_save(_cmyk_image(), "cmyk.tif"), "CMYK", [WHITE, (0, 255, 255), BLACK]),
     "CMYK JPEG": (_save(_cmyk_image().resize((48, 16), Image.NEAREST), "cmyk.jpg", quality=95),
@@ -338,7 +353,8 @@ def test_load_image_gives_8bit_rgb(tmp_path, make, stored_mode, expected):
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
-@pytest.mark.parametrize("orientation, upright_corner", [(6, "top right"), (8, "bottom left"), (3, "bottom right")])
+@pytest.mark.parametrize("orientation, upright_corner",
+                         [(6, "top right"), (8, "bottom left"), (3, "bottom right")])
 def test_load_image_applies_exif_rotation(tmp_path, fmt, orientation, upright_corner):
     # stored 32 wide x 20 high, gray with a red block in its top-left corner
     stored = np.full((20, 32, 3), 128, np.uint8)
@@ -350,7 +366,8 @@ def test_load_image_applies_exif_rotation(tmp_path, fmt, orientation, upright_co
 
     img = load_image(path)
 
-    assert img.size == ((32, 20) if orientation == 3 else (20, 32))  # 90-degree turns swap width and height
+    # 90-degree turns swap width and height
+    assert img.size == ((32, 20) if orientation == 3 else (20, 32))
     pixels = np.asarray(img).astype(int)
     corners = {"top left": pixels[2, 2], "top right": pixels[2, -3],
                "bottom left": pixels[-3, 2], "bottom right": pixels[-3, -3]}
@@ -385,7 +402,8 @@ def photo() -> Image.Image:
 
 @pytest.mark.parametrize("size", [(224, 224), (400, 300), (100, 500)])
 def test_transform_gives_224_square_in_unit_range(size):
-    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (size[1], size[0], 3),
+                                                            dtype=np.uint8))
     tensor = transform(img)
     assert tensor.shape == (3, 224, 224) and tensor.dtype == torch.float32
     assert 0 <= tensor.min() and tensor.max() <= 1

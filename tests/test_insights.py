@@ -15,10 +15,12 @@ import torch
 
 from captum_course.insights import build_visualizer
 from captum_helpers import categories, photo_label
-from captum_helpers.insights import (CAPTUM_BUNDLE, HEARTBEAT_S, HOST_JS, INTERRUPTED, InsightsError, InsightsWidget,
-                                     _esm, open_insights, passes_per_example)
-from explorers import (CANCEL_S, IG_FAST, MAKE_VISUALIZER, OCCLUSION_COARSE, SLOW_FETCH, TinyNet, img_photos,
-                       labels_of, seconds_until_idle, tiny_batches, tiny_visualizer, wait_until_computing)
+from captum_helpers.insights import (CAPTUM_BUNDLE, HEARTBEAT_S, HOST_JS, INTERRUPTED,
+                                     InsightsError, InsightsWidget, _esm, open_insights,
+                                     passes_per_example)
+from explorers import (CANCEL_S, IG_FAST, MAKE_VISUALIZER, OCCLUSION_COARSE, SLOW_FETCH, TinyNet,
+                       img_photos, labels_of, seconds_until_idle, slow_explorer, tiny_batches,
+                       tiny_visualizer, wait_until_computing)
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE_CAP = 10 * 2**20  # about what one websocket message may carry (jupyter/notebook #3468)
@@ -62,12 +64,15 @@ def photo_widget(lite0, tmp_path_factory):
 
 def test_the_front_end_is_captums_bundle_as_installed_with_the_course_host_after_it():
     bundle = CAPTUM_BUNDLE.read_text(encoding="utf-8")
-    assert bundle.startswith('define(["@jupyter-widgets/base","moment"]')  # what the host provides for
+    # what the host provides for
+    assert bundle.startswith('define(["@jupyter-widgets/base","moment"]')
     esm = _esm()
-    assert esm.endswith(f"{bundle}\n{HOST_JS.read_text(encoding='utf-8')}") and "export default { render }" in esm
+    assert (esm.endswith(f"{bundle}\n{HOST_JS.read_text(encoding='utf-8')}")
+            and "export default { render }" in esm)
     # not copied into the repository: no tracked file holds a piece of it
     piece = bundle[100_000:100_200]
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
     for name in tracked:
         path = ROOT / name
         if path.is_file() and path.stat().st_size > 200:
@@ -76,9 +81,11 @@ def test_the_front_end_is_captums_bundle_as_installed_with_the_course_host_after
 
 def test_the_widget_shows_the_pages_settings_and_says_what_to_do(photo_widget):
     config = photo_widget.insights_config
-    assert config["classes"] == list(categories()) and config["selected_method"] == "Integrated Gradients"
+    assert (config["classes"] == list(categories())
+            and config["selected_method"] == "Integrated Gradients")
     occlusion = config["method_arguments"]["Occlusion"]  # captum's own default is "", which fails
-    assert (occlusion["sliding_window_shapes"]["value"], occlusion["strides"]["value"]) == ("3 32 32", "3 32 32")
+    assert (occlusion["sliding_window_shapes"]["value"],
+            occlusion["strides"]["value"]) == ("3 32 32", "3 32 32")
     assert photo_widget.heartbeat_s == HEARTBEAT_S
     assert "Captum Insights" in repr(photo_widget)  # what a saved notebook shows without its kernel
 
@@ -86,7 +93,8 @@ def test_the_widget_shows_the_pages_settings_and_says_what_to_do(photo_widget):
 # --- what a Fetch shows -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings", [IG_FAST, OCCLUSION_COARSE], ids=["integrated-gradients", "occlusion"])
+@pytest.mark.parametrize("settings", [IG_FAST, OCCLUSION_COARSE],
+                         ids=["integrated-gradients", "occlusion"])
 def test_each_photo_shows_once_with_its_label_and_prediction(lite0, photos, settings):
     photo_widget = InsightsWidget(build_visualizer(lite0, photos))
     expected = [categories()[photo_label(p)] for p in photos]
@@ -95,7 +103,8 @@ def test_each_photo_shows_once_with_its_label_and_prediction(lite0, photos, sett
         page = press(photo_widget, settings)
         assert 0 < len(page) <= 4 and photo_widget.status["state"] == "done", photo_widget.status
         rows += page
-    assert [row[0]["actual"]["label"] for row in rows] == expected  # each once, in order (captum: 3 -> 6 rows)
+    # each once, in order (captum: 3 -> 6 rows)
+    assert [row[0]["actual"]["label"] for row in rows] == expected
     for row in rows:
         (feature,) = row[0]["feature_outputs"]
         assert feature["base"] and feature["modified"] and feature["base"] != feature["modified"]
@@ -123,9 +132,11 @@ def test_a_fetch_sends_a_fraction_of_a_websocket_message(photo_widget):
 def test_class_filter_and_a_filter_nothing_matches(photo_widget):
     rows = press(photo_widget, {**IG_FAST, "classes": ["espresso"]})
     assert {row[0]["predicted"][0]["label"] for row in rows} == {"espresso"}
-    # no photo is predicted a goldfish: an empty page that says so, where captum's widget spins for ever
+    # no photo is predicted a goldfish: an empty page that says so, where captum's widget spins
+    # for ever
     assert press(photo_widget, {**IG_FAST, "classes": ["goldfish"]}) == []
-    assert photo_widget.status["state"] == "empty" and "Filter by Classes" in photo_widget.status["text"]
+    assert (photo_widget.status["state"] == "empty"
+            and "Filter by Classes" in photo_widget.status["text"])
 
 
 def test_clicking_another_class_explains_that_class(photo_widget):
@@ -134,8 +145,10 @@ def test_clicking_another_class_explains_that_class(photo_widget):
     photo_widget.label_details = {"inputIndex": 0, "modelIndex": 0, "labelIndex": runner_up}
     assert photo_widget._done.wait(60)
     assert photo_widget.attribution["active_index"] == runner_up
-    assert photo_widget.attribution["feature_outputs"][0]["modified"] != rows[0][0]["feature_outputs"][0]["modified"]
-    assert photo_widget.label_details == {}  # so that the same click again is a change the kernel sees
+    assert (photo_widget.attribution["feature_outputs"][0]["modified"]
+            != rows[0][0]["feature_outputs"][0]["modified"])
+    # so that the same click again is a change the kernel sees
+    assert photo_widget.label_details == {}
 
 
 def test_fetch_from_python_presses_the_button(photo_widget):
@@ -159,7 +172,8 @@ def test_fetch_from_python_presses_the_button(photo_widget):
 def test_bad_settings_say_what_is_wrong_and_the_widget_goes_on(widgets, config):
     widget = widgets(tiny_visualizer(tiny_batches(2)))
     assert press(widget, config) == [] and widget.status["state"] == "error"
-    assert config["attribution_method"] in widget.status["text"] or "attribution_method" in widget.status["text"]
+    assert (config["attribution_method"] in widget.status["text"]
+            or "attribution_method" in widget.status["text"])
     assert len(press(widget, IG_FAST)) == 2 and widget.status["state"] == "done"
 
 
@@ -168,13 +182,16 @@ def test_a_model_that_fails_shows_its_error_in_the_widget(widgets):
     widget = widgets(tiny_visualizer(tiny_batches(1), model=model))
     model.forward = lambda x: (_ for _ in ()).throw(RuntimeError("this layer cannot run"))
     press(widget, IG_FAST)
-    assert widget.status["state"] == "error" and "RuntimeError: this layer cannot run" in widget.status["text"]
+    assert (widget.status["state"] == "error"
+            and "RuntimeError: this layer cannot run" in widget.status["text"])
     assert "Choose another method" in widget.status["text"]
 
 
 @pytest.mark.parametrize("settings", [
-    {"attribution_method": "Integrated Gradients", "arguments": {"n_steps": 7, "method": "riemann_left"}},
-    {"attribution_method": "Occlusion", "arguments": {"sliding_window_shapes": "3 5 5", "strides": "3 4 3",
+    {"attribution_method": "Integrated Gradients",
+     "arguments": {"n_steps": 7, "method": "riemann_left"}},
+    {"attribution_method": "Occlusion", "arguments": {"sliding_window_shapes": "3 5 5",
+                                                      "strides": "3 4 3",
                                                       "perturbations_per_eval": 1}},
     {"attribution_method": "Saliency", "arguments": {}},
 ], ids=["integrated-gradients", "occlusion", "saliency"])
@@ -185,7 +202,8 @@ def test_the_budget_counts_the_passes_captum_makes(widgets, settings):
     widget = widgets(tiny_visualizer(tiny_batches(1), model=model), max_passes=10 ** 6)
     model.images = 0
     assert len(press(widget, {**settings, "prediction": "all", "classes": []})) == 1
-    attribution_images = model.images - 2  # the prediction for the filter, and captum's own for the row
+    # the prediction for the filter, and captum's own for the row
+    attribution_images = model.images - 2
     backward = settings["attribution_method"] != "Occlusion"
     arguments = {"n_steps": 7, "sliding_window_shapes": (3, 5, 5), "strides": (3, 4, 3)}
     assert attribution_images * (3 if backward else 1) == passes_per_example(
@@ -198,21 +216,26 @@ def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(widg
         predicted = model(batches[0].inputs).argmax(1).item()
     batches[0].labels = [predicted]  # the only photo the model gets right
     widget = widgets(tiny_visualizer(batches, model=model), max_passes=3 * 3 * 20)
-    assert len(press(widget, {**IG_FAST, "arguments": {"n_steps": 20}})) == 3  # 3 photos x 60: allowed
+    # 3 photos x 60: allowed
+    assert len(press(widget, {**IG_FAST, "arguments": {"n_steps": 20}})) == 3
     model.images = 0
     press(widget, {**IG_FAST, "arguments": {"n_steps": 21}})
-    assert widget.status["state"] == "error" and "63 times per photo, 189 for 3" in widget.status["text"]
+    assert (widget.status["state"] == "error"
+            and "63 times per photo, 189 for 3" in widget.status["text"])
     assert "lower n_steps" in widget.status["text"] and model.images == 3  # the predictions only
-    assert labels_of(press(widget, {**IG_FAST, "arguments": {"n_steps": 21}, "prediction": "correct"})) == [predicted]
-    with pytest.raises(InsightsError, match="769 times per photo.*use Occlusion"):  # from Python: raised
+    assert labels_of(press(widget, {**IG_FAST, "arguments": {"n_steps": 21},
+                                    "prediction": "correct"})) == [predicted]
+    # from Python: raised
+    with pytest.raises(InsightsError, match="769 times per photo.*use Occlusion"):
         widget.fetch("Feature Ablation")
 
 
 def test_the_walkthrough_occlusion_costs_785_passes_a_photo():
     walkthrough = {"sliding_window_shapes": (3, 15, 15), "strides": (3, 8, 8)}
-    assert passes_per_example("Occlusion", walkthrough, (3, 224, 224)) == 28 * 28 + 1  # ceil(209 / 8) + 1 = 28
-    assert passes_per_example("Occlusion", {"sliding_window_shapes": (3, 32, 32), "strides": (3, 32, 32)},
-                              (3, 224, 224)) == 7 * 7 + 1
+    # ceil(209 / 8) + 1 = 28
+    assert passes_per_example("Occlusion", walkthrough, (3, 224, 224)) == 28 * 28 + 1
+    assert passes_per_example("Occlusion", {"sliding_window_shapes": (3, 32, 32),
+                                            "strides": (3, 32, 32)}, (3, 224, 224)) == 7 * 7 + 1
 
 
 def test_each_example_once_and_paging_through_a_larger_dataset(widgets):
@@ -220,7 +243,8 @@ def test_each_example_once_and_paging_through_a_larger_dataset(widgets):
     assert labels_of(press(widget, IG_FAST)) == [0, 1, 2, 3]  # Insights shows 4 at a time
     assert labels_of(press(widget, IG_FAST)) == [4]  # the rest, without repeating any
     assert labels_of(press(widget, IG_FAST)) == [0, 1, 2, 3]  # then from the start again
-    widget = widgets(tiny_visualizer(batch for batch in tiny_batches(2, per_batch=3)))  # a one-shot generator
+    # a one-shot generator
+    widget = widgets(tiny_visualizer(batch for batch in tiny_batches(2, per_batch=3)))
     assert labels_of(press(widget, IG_FAST)) == [0, 1, 2, 3]
     assert labels_of(press(widget, IG_FAST)) == [4, 5]
     assert labels_of(press(widget, IG_FAST)) == [0, 1, 2, 3]
@@ -233,7 +257,8 @@ def test_a_model_changed_after_opening_is_the_one_explained(widgets):
     with torch.no_grad():
         model[-1].bias[(first + 1) % 10] += 100.0  # say, a few steps of training
     assert press(widget, IG_FAST)[0][0]["predicted"][0]["index"] == (first + 1) % 10
-    assert not any(m._forward_pre_hooks for m in model.modules())  # the cancel hooks are gone after a Fetch
+    # the cancel hooks are gone after a Fetch
+    assert not any(m._forward_pre_hooks for m in model.modules())
 
 
 # --- off the main thread, and stopping ------------------------------------------------------------
@@ -241,9 +266,8 @@ def test_a_model_changed_after_opening_is_the_one_explained(widgets):
 
 @pytest.fixture
 def slow(widgets):
-    """A widget whose Fetch takes about 10 s (0.05 s per forward pass), with no budget."""
-    model = TinyNet(delay=0.05)
-    return widgets(tiny_visualizer(tiny_batches(2), model=model), max_passes=10 ** 9), model
+    """A widget whose Fetch takes about 10 s, with no budget; and its model."""
+    return slow_explorer(widgets)
 
 
 def test_a_fetch_runs_in_a_thread_and_the_model_stays_usable(slow):
@@ -253,7 +277,8 @@ def test_a_fetch_runs_in_a_thread_and_the_model_stays_usable(slow):
     assert time.monotonic() - started < 0.5 and widget.status["state"] == "computing"
     wait_until_computing(model)
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 16, 16)).shape == (1, 10)  # the notebook's own call is not cancelled
+        # the notebook's own call is not cancelled
+        assert model(torch.rand(1, 3, 16, 16)).shape == (1, 10)
     assert not widget._done.is_set() and "photo 1 of 2" in widget.status["text"]
 
 
@@ -264,7 +289,8 @@ def test_a_new_fetch_replaces_a_running_one(slow):
     started = time.monotonic()
     rows = press(widget, IG_FAST)
     assert len(rows) == 2 and time.monotonic() - started < CANCEL_S + 1
-    assert widget.status["state"] == "done" and "Integrated Gradients: 2 photos" in widget.status["text"]
+    assert (widget.status["state"] == "done"
+            and "Integrated Gradients: 2 photos" in widget.status["text"])
     assert seconds_until_idle(model) < 0.5  # the first one is gone, and wrote nothing
     assert widget.output == rows
 
@@ -275,7 +301,8 @@ def test_stop_and_close_end_a_running_fetch(slow):
     wait_until_computing(model)
     widget.stop("Stopped: the kernel was interrupted.")
     assert seconds_until_idle(model) < CANCEL_S
-    assert widget._done.wait(1) and widget.status["state"] == "stopped" and "Press Fetch" in widget.status["text"]
+    assert (widget._done.wait(1) and widget.status["state"] == "stopped"
+            and "Press Fetch" in widget.status["text"])
     assert len(press(widget, IG_FAST)) == 2  # it goes on
     widget.config = SLOW_FETCH
     wait_until_computing(model, model.calls + 5)
@@ -292,26 +319,32 @@ def test_open_insights_outside_a_notebook_points_to_the_command_line(capsys):
         widget.close()
 
 
-# --- the Chinese edition ---------------------------------------------------------------------------
+# --- the Chinese edition ---------------------------------------------------------------------
 
 
 def test_a_widget_of_the_chinese_edition_says_everything_in_chinese(widgets, monkeypatch):
     """Made with CAPTUM_COURSE_LANGUAGE=zh (or in notebooks/zh-CN/), the widget tells its front end
-    the language and sends its statuses and errors in Chinese; the choice is fixed when it is made."""
+    the language and sends its statuses and errors in Chinese; the choice is fixed when it is
+    made."""
     monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")
     model = TinyNet(delay=0.05)
     widget = widgets(tiny_visualizer(tiny_batches(2), model=model), max_passes=100)
     monkeypatch.delenv("CAPTUM_COURSE_LANGUAGE")
     assert widget.language == "zh" and widget.explorer.language == "zh"
-    assert widget.status == {"state": "idle", "text": "选择一种方法，然后点击 Fetch。", "seq": 1}
+    assert widget.status == {"state": "idle", "text": "选择一种方法，然后点击 Fetch。",
+                             "seq": 1}
     assert "实时小部件" in repr(widget)
     assert press(widget, {"attribution_method": "Magic", "arguments": {}}) == []
-    assert widget.status["state"] == "error" and "attribution_method 必须是以下之一" in widget.status["text"]
-    press(widget, {**IG_FAST, "arguments": {"n_steps": 21}})  # 63 passes a photo, 126 for 2: over 100
+    assert (widget.status["state"] == "error"
+            and "attribution_method 必须是以下之一" in widget.status["text"])
+    # 63 passes a photo, 126 for 2: over 100
+    press(widget, {**IG_FAST, "arguments": {"n_steps": 21}})
     text = widget.status["text"]
-    assert widget.status["state"] == "error" and "每张照片要运行模型 63 次" in text and "调低 n_steps" in text
+    assert (widget.status["state"] == "error" and "每张照片要运行模型 63 次" in text
+            and "调低 n_steps" in text)
     assert len(press(widget, IG_FAST)) == 2
-    assert widget.status["state"] == "done" and widget.status["text"].startswith("Integrated Gradients：2 张照片")
+    assert (widget.status["state"] == "done"
+            and widget.status["text"].startswith("Integrated Gradients：2 张照片"))
     widget.explorer.max_passes = 10 ** 9  # a Fetch long enough to stop
     widget.config = SLOW_FETCH
     wait_until_computing(model, model.calls + 5)
@@ -325,11 +358,12 @@ def test_a_widget_of_the_chinese_edition_says_everything_in_chinese(widgets, mon
 def test_the_front_end_picks_its_own_lines_by_the_widgets_language():
     host = HOST_JS.read_text(encoding="utf-8")
     assert 'TEXTS[model.get("language")] || TEXTS.en' in host
-    assert "No word from the kernel" in host and "内核已经" in host  # the "lost" line, both languages
+    # the "lost" line, both languages
+    assert "No word from the kernel" in host and "内核已经" in host
     assert "Waiting for the kernel" in host and "正在等待内核" in host
 
 
-# --- in a real kernel -------------------------------------------------------------------------------
+# --- in a real kernel ------------------------------------------------------------------------
 
 
 def execute(kernel, code: str, timeout: float = 120) -> tuple[dict, list[dict]]:
@@ -374,32 +408,40 @@ def test_in_a_kernel_cells_run_during_a_fetch_and_interrupt_and_shutdown_stop_it
     env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "MPLBACKEND": "agg"}
     manager, kernel = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
-        code = MAKE_VISUALIZER + "from captum_helpers import open_insights\nw = open_insights(make('a'), max_passes=10**9)"
+        code = MAKE_VISUALIZER + ("from captum_helpers import open_insights\n"
+                                  "w = open_insights(make('a'), max_passes=10**9)")
         reply, outputs = execute(kernel, code)
         assert reply["content"]["status"] == "ok", reply["content"]
-        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
+        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                   for o in outputs), outputs
         fetch = f"w.config = {SLOW_FETCH!r}"
         started = time.monotonic()
         assert execute(kernel, fetch)[0]["content"]["status"] == "ok"
         assert time.monotonic() - started < 5  # the cell pressing Fetch returns at once
         before = int(printed(kernel, "calls[0]"))
         started = time.monotonic()
-        assert printed(kernel, "sum(range(10**6))") == str(sum(range(10 ** 6)))  # another cell, during the Fetch
+        # another cell, during the Fetch
+        assert printed(kernel, "sum(range(10**6))") == str(sum(range(10 ** 6)))
         print(f"a cell during a Fetch: {time.monotonic() - started:.2f} s")
         deadline = time.monotonic() + 10  # the worker goes on while the kernel answers cells
         while int(printed(kernel, "calls[0]")) == before and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert int(printed(kernel, "calls[0]")) > before and printed(kernel, "w.status['state']") == "computing"
+        assert (int(printed(kernel, "calls[0]")) > before
+                and printed(kernel, "w.status['state']") == "computing")
 
-        manager.interrupt_kernel()  # Kernel -> Interrupt, with the kernel idle and the Fetch running
+        # Kernel -> Interrupt, with the kernel idle and the Fetch running
+        manager.interrupt_kernel()
         assert calls_until_still(kernel) < CANCEL_S
-        assert printed(kernel, "w.status['text']").startswith("Stopped: the kernel was interrupted.")
+        assert printed(kernel, "w.status['text']").startswith(
+            "Stopped: the kernel was interrupted.")
 
         beats = []
         deadline = time.monotonic() + 3 * HEARTBEAT_S
-        while not beats and time.monotonic() < deadline:  # the heartbeat goes on without any cell running
+        # the heartbeat goes on without any cell running
+        while not beats and time.monotonic() < deadline:
             message = kernel.get_iopub_msg(timeout=3 * HEARTBEAT_S)
-            if message["msg_type"] == "comm_msg" and "beat" in json.dumps(message["content"]["data"]):
+            if (message["msg_type"] == "comm_msg"
+                    and "beat" in json.dumps(message["content"]["data"])):
                 beats.append(message)
         assert beats, "no heartbeat from the widget"
 
@@ -410,7 +452,8 @@ def test_in_a_kernel_cells_run_during_a_fetch_and_interrupt_and_shutdown_stop_it
         while manager.is_alive() and time.monotonic() - started < 30:
             time.sleep(0.1)
         assert not manager.is_alive(), "the kernel did not exit during a Fetch"
-        assert manager.provisioner.process.returncode == 0  # not SIGABRT (-6) from torch in a dying thread
+        # not SIGABRT (-6) from torch in a dying thread
+        assert manager.provisioner.process.returncode == 0
     finally:
         kernel.stop_channels()
         if manager.is_alive():

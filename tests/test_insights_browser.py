@@ -32,13 +32,15 @@ from captum_helpers import categories, photo_label, photo_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "05_captum_insights.ipynb"
-FETCH_TIMEOUT_MS = 180_000  # Integrated Gradients on 3 photos takes seconds; a busy CI runner, longer
+# Integrated Gradients on 3 photos takes seconds; a busy CI runner, longer
+FETCH_TIMEOUT_MS = 180_000
 SCREENSHOT = EXPLORER_SHOTS[0]  # the website's notebook 05 page shows it (captum_course/site.py)
 FIRST_PAGE = photo_paths()[:4]  # Insights shows 4 examples a Fetch, whatever img/ holds
 SCORE = re.compile(r"\(\d\.\d{3}\)$")  # a predicted class's button: "tiger cat (0.233)"
 # Errors the front ends raise on their own, with a notebook that only prints (checked with one):
 # Notebook 7 and the classic Notebook each report one while they load.
-FRONT_END_ERRORS = ("Cannot read properties of undefined (reading 'schema')", "module is not defined")
+FRONT_END_ERRORS = ("Cannot read properties of undefined (reading 'schema')",
+                    "module is not defined")
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -60,7 +62,8 @@ def browser():
 def context(browser):
     """A browser context that records any request to a host but 127.0.0.1 (the machine has no
     internet, so it would fail anyway) and the page's uncaught errors; both must be empty at the
-    end. Events, not routes: a route would hold every request until the test next calls Playwright."""
+    end. Events, not routes: a route would hold every request until the test next calls
+    Playwright."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     elsewhere, errors = [], []
 
@@ -92,7 +95,8 @@ def fetch_and_check_rows(root) -> None:
     expect(root.locator("img[alt=attribution]")).to_have_count(len(FIRST_PAGE))
     for image in [*originals.all(), *root.locator("img[alt=attribution]").all()]:
         expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,."))
-        assert image.evaluate("img => img.complete && img.naturalWidth") > 0  # a picture that decodes
+        # a picture that decodes
+        assert image.evaluate("img => img.complete && img.naturalWidth") > 0
     expect(root.locator("text=Photo (Image)")).to_have_count(len(FIRST_PAGE))  # each photo once
     text = root.locator("body").inner_text() if hasattr(root, "goto") else root.inner_text()
     for path in FIRST_PAGE:
@@ -115,12 +119,14 @@ def take_screenshot(page, widget) -> None:
     second = widget.locator("img[alt=attribution]").nth(1).bounding_box()
     bottom = min(box["y"] + box["height"], second["y"] + second["height"] + 40)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOT, clip=dict(x=box["x"], y=box["y"], width=box["width"], height=bottom - box["y"]))
+    page.screenshot(path=SCREENSHOT, clip=dict(x=box["x"], y=box["y"], width=box["width"],
+                                               height=bottom - box["y"]))
 
 
 def run_all(page, app: str) -> None:
     if app == "nbclassic":
-        expect(page.locator("#kernel_indicator_icon.kernel_idle_icon")).to_be_attached(timeout=120_000)
+        expect(page.locator("#kernel_indicator_icon.kernel_idle_icon")).to_be_attached(
+            timeout=120_000)
         page.locator("#celllink").click()  # Cell -> Run All
         page.locator("#run_all_cells a").click()
     else:
@@ -131,7 +137,8 @@ def run_all(page, app: str) -> None:
 def widgets_after_run_all(page, notebook: Path, output: str):
     """The Insights widgets in the notebook's outputs, once Run All has made all of them."""
     widgets = page.locator(f"{output} .captum-insights-status")
-    expect(widgets).to_have_count(_open_insights_calls(notebook), timeout=240_000)  # solutions open more
+    # solutions open more
+    expect(widgets).to_have_count(_open_insights_calls(notebook), timeout=240_000)
     first = page.locator(output).filter(has=page.locator(".captum-insights-status")).first
     first.scroll_into_view_if_needed()
     expect(first.get_by_text("Instance Attribution")).to_be_visible(timeout=60_000)
@@ -143,7 +150,8 @@ def widgets_after_run_all(page, notebook: Path, output: str):
     ("notebook", "notebooks/notebooks/", True, ".jp-OutputArea-output"),
     ("nbclassic", "nbclassic/notebooks/notebooks/", True, ".output_area"),
 ], ids=["notebook-7", "classic-notebook"])
-def test_notebook_05_run_all_shows_the_widget_and_fetches(page, tmp_path, app, path, learner, output):
+def test_notebook_05_run_all_shows_the_widget_and_fetches(page, tmp_path, app, path, learner,
+                                                          output):
     """Notebook 7 and the classic Notebook (nbclassic), on the learner copy: their own menus and
     output areas, the same widget."""
     notebook = _course(tmp_path / "course", learner)
@@ -152,7 +160,8 @@ def test_notebook_05_run_all_shows_the_widget_and_fetches(page, tmp_path, app, p
         server.wait_for_kernel()
         run_all(page, app)
         fetch_and_check_rows(widgets_after_run_all(page, notebook, output))
-        assert any("Model: efficientnet_lite0" in t for t in page.locator(output).all_text_contents())  # offline
+        assert any("Model: efficientnet_lite0" in t  # offline
+                   for t in page.locator(output).all_text_contents())
 
 
 def test_notebook_05_in_jupyterlab_errors_sockets_and_a_restart(page, tmp_path):
@@ -173,9 +182,10 @@ def test_notebook_05_in_jupyterlab_errors_sockets_and_a_restart(page, tmp_path):
         connection = Path(lab.env["JUPYTER_RUNTIME_DIR"]) / f"kernel-{kernel['id']}.json"
         ports = {json.loads(connection.read_text())[name]
                  for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")}
-        ports.add(int(ask_kernel(connection, "get_ipython().kernel.iopub_thread._pipe_port")))  # ipykernel's
-        process = next(p for p in psutil.Process(lab.process.pid).children(recursive=True)  # ZMQ pipe for
-                       if any(kernel["id"] in part for part in p.cmdline()))  # the output of subprocesses
+        # ipykernel's ZMQ pipe for the output of subprocesses
+        ports.add(int(ask_kernel(connection, "get_ipython().kernel.iopub_thread._pipe_port")))
+        process = next(p for p in psutil.Process(lab.process.pid).children(recursive=True)
+                       if any(kernel["id"] in part for part in p.cmdline()))
         listening = {c.laddr.port for proc in [process, *process.children(recursive=True)]
                      for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
         assert listening == ports, f"the kernel listens on {listening}, its ZMQ sockets are {ports}"
@@ -183,7 +193,8 @@ def test_notebook_05_in_jupyterlab_errors_sockets_and_a_restart(page, tmp_path):
         widget.locator("select[name=selected_method]").select_option("Feature Ablation")
         widget.get_by_role("button", name="Fetch").click()
         status = widget.locator(".captum-insights-status")
-        expect(status).to_contain_text("150,529 times per photo", timeout=60_000)  # and what to lower
+        # and what to lower
+        expect(status).to_contain_text("150,529 times per photo", timeout=60_000)
         expect(status).to_have_attribute("data-state", "error")
 
         api(lab, f"api/kernels/{kernel['id']}/restart", method="POST")
@@ -200,7 +211,8 @@ def test_notebook_05_through_a_real_jupyterhub(browser, context, tmp_path):
         page = context.new_page()
         page.set_default_timeout(120_000)
         hub.log_in(page, "alice")
-        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=180_000)  # her server, spawned by the hub
+        # her server, spawned by the hub
+        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=180_000)
         page.goto(hub.url(f"user/alice/lab/tree/notebooks/{NOTEBOOK.name}"))
         hub.wait_for_kernel("alice")
         run_all(page, "lab")
@@ -211,7 +223,8 @@ def test_notebook_05_through_a_real_jupyterhub(browser, context, tmp_path):
             bobs_page = bob.new_page()
             hub.log_in(bobs_page, "bob", next_path="/hub/home")
             bobs_page.wait_for_url(re.compile(r"/hub/home"))
-            for path in [f"user/alice/lab/tree/notebooks/{NOTEBOOK.name}", "user/alice/api/kernels"]:
+            for path in [f"user/alice/lab/tree/notebooks/{NOTEBOOK.name}",
+                         "user/alice/api/kernels"]:
                 assert bobs_page.goto(hub.url(path)).status == 403, path
         finally:
             bob.close()
@@ -226,8 +239,9 @@ def ask_kernel(connection: Path, expression: str) -> str:
     client.start_channels(hb=False)
     try:
         printed = []
-        reply = client.execute_interactive(f"print({expression})", timeout=60, output_hook=lambda msg: printed.append(
-            msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+        reply = client.execute_interactive(f"print({expression})", timeout=60, output_hook=(
+            lambda msg: printed.append(msg["content"].get("text", ""))
+            if msg["msg_type"] == "stream" else None))
         assert reply["content"]["status"] == "ok", reply["content"]
         return "".join(printed).strip()
     finally:
@@ -235,7 +249,8 @@ def ask_kernel(connection: Path, expression: str) -> str:
 
 
 def api(server: JupyterServer, path: str, method: str = "GET"):
-    request = urllib.request.Request(server.url(path), method=method, data=b"" if method == "POST" else None,
+    request = urllib.request.Request(server.url(path), method=method,
+                                     data=b"" if method == "POST" else None,
                                      headers={"Authorization": f"token {server.token}"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)
@@ -253,7 +268,8 @@ def _course(folder: Path, learner: bool) -> Path:
     notebooks = folder / "notebooks"
     notebooks.mkdir(parents=True)
     if learner:
-        nbformat.write(learner_notebook(nbformat.read(NOTEBOOK, as_version=4))[0], notebooks / NOTEBOOK.name)
+        nbformat.write(learner_notebook(nbformat.read(NOTEBOOK, as_version=4))[0],
+                       notebooks / NOTEBOOK.name)
     else:
         shutil.copy(NOTEBOOK, notebooks)
     (folder / "img").symlink_to(ROOT / "img")
@@ -287,5 +303,7 @@ def test_page_filters_by_class_and_reports_refused_settings(page, insights):
 
     page.select_option("select[name=selected_method]", "Feature Ablation")
     page.get_by_role("button", name="Fetch").click()
-    expect(page.get_by_role("alert")).to_contain_text("150,529 times per photo")  # and what to lower
-    expect(page.get_by_text("CAPTUM INSIGHTS", exact=False)).to_be_visible()  # the page is still there
+    # and what to lower
+    expect(page.get_by_role("alert")).to_contain_text("150,529 times per photo")
+    # the page is still there
+    expect(page.get_by_text("CAPTUM INSIGHTS", exact=False)).to_be_visible()

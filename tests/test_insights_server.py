@@ -23,8 +23,9 @@ import torch
 from captum_course.insights import build_visualizer, create_app
 from captum_course.webserver import MAX_BODY, THREADS
 from captum_helpers import categories, photo_label
-from explorers import (CANCEL_S, IG_FAST, MAKE_VISUALIZER, SLOW_FETCH, TinyNet, add_walkthrough_photos, http, img_photos, labels_of, raw,
-                       seconds_until_idle, tiny_batches, tiny_visualizer, wait_until_computing)
+from explorers import (CANCEL_S, IG_FAST, MAKE_VISUALIZER, SLOW_FETCH, TinyNet,
+                       add_walkthrough_photos, http, img_photos, labels_of, raw, seconds_until_idle,
+                       slow_explorer, tiny_batches, tiny_visualizer, wait_until_computing)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,8 @@ def client():
 
 def post(test_client, route: str, body, **headers) -> tuple[int, object]:
     data = body if isinstance(body, str) else json.dumps(body)
-    response = test_client.post(f"/the-token/{route}", data=data, content_type="application/json", headers=headers)
+    response = test_client.post(f"/the-token/{route}", data=data, content_type="application/json",
+                                headers=headers)
     return response.status_code, response.get_json(silent=True)
 
 
@@ -52,14 +54,18 @@ def photo_app(lite0, tmp_path_factory):
 def test_the_page_and_its_settings_need_the_token(photo_app):
     web = photo_app.test_client()
     html = web.get("/the-token/").get_data(as_text=True)
-    assert "<title>Captum Insights</title>" in html and 'src="./static/js/' in html  # relative: keeps the token
+    # relative: keeps the token
+    assert "<title>Captum Insights</title>" in html and 'src="./static/js/' in html
     script = html.split('src="./static/js/')[1].split('"')[0]
     assert web.get(f"/the-token/static/js/{script}").status_code == 200
-    assert web.get("/the-token").headers["Location"] == "the-token/"  # relative, so it works behind a proxy
+    # relative, so it works behind a proxy
+    assert web.get("/the-token").headers["Location"] == "the-token/"
     config = web.get("/the-token/init").get_json()
-    assert config["classes"] == list(categories()) and config["selected_method"] == "Integrated Gradients"
+    assert (config["classes"] == list(categories())
+            and config["selected_method"] == "Integrated Gradients")
     occlusion = config["method_arguments"]["Occlusion"]  # captum's own default is "", which fails
-    assert (occlusion["sliding_window_shapes"]["value"], occlusion["strides"]["value"]) == ("3 32 32", "3 32 32")
+    assert ((occlusion["sliding_window_shapes"]["value"], occlusion["strides"]["value"])
+            == ("3 32 32", "3 32 32"))
     for path in ["/", "/init", f"/static/js/{script}", "/the-tokem/init", "/the-token-x/init"]:
         assert web.get(path).status_code == 403, path
 
@@ -67,11 +73,14 @@ def test_the_page_and_its_settings_need_the_token(photo_app):
 def test_a_fetch_shows_each_photo_once_and_a_click_explains_another_class(photo_app):
     web = photo_app.test_client()
     status, rows = post(web, "fetch", IG_FAST)
-    assert status == 200 and len(rows) == 3 and {row[0]["predicted"][0]["label"] for row in rows} >= {"espresso"}
+    assert (status == 200 and len(rows) == 3
+            and {row[0]["predicted"][0]["label"] for row in rows} >= {"espresso"})
     runner_up = rows[0][0]["predicted"][1]["index"]
-    status, output = post(web, "attribute", {"inputIndex": 0, "modelIndex": 0, "labelIndex": runner_up})
+    status, output = post(web, "attribute",
+                          {"inputIndex": 0, "modelIndex": 0, "labelIndex": runner_up})
     assert status == 200 and output["active_index"] == runner_up
-    assert post(web, "fetch", {**IG_FAST, "classes": ["goldfish"]}) == (200, [])  # none predicted: an empty page
+    # none predicted: an empty page
+    assert post(web, "fetch", {**IG_FAST, "classes": ["goldfish"]}) == (200, [])
 
 
 @pytest.mark.parametrize("body", [
@@ -98,15 +107,21 @@ def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(clie
         predicted = model(batches[0].inputs).argmax(1).item()
     batches[0].labels = [predicted]  # the only photo the model gets right
     web, _ = client(tiny_visualizer(batches, model=model), max_passes=3 * 3 * 20)
-    assert post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 20}})[0] == 200  # 3 photos x 60: allowed
+    # 3 photos x 60: allowed
+    assert post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 20}})[0] == 200
     model.images = 0
     status, answer = post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 21}})
-    assert status == 422 and "63 times per photo, 189 for 3" in answer["error"] and "n_steps" in answer["error"]
+    assert (status == 422 and "63 times per photo, 189 for 3" in answer["error"]
+            and "n_steps" in answer["error"])
     assert model.images == 3  # the predictions only
-    status, rows = post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 21}, "prediction": "correct"})
-    assert status == 200 and labels_of(rows) == [predicted]  # fewer photos: the other way under the budget
-    status, answer = post(web, "fetch", {**IG_FAST, "attribution_method": "Feature Ablation", "arguments": {}})
-    assert status == 422 and "769 times per photo" in answer["error"] and "Occlusion" in answer["error"]
+    status, rows = post(web, "fetch",
+                        {**IG_FAST, "arguments": {"n_steps": 21}, "prediction": "correct"})
+    # fewer photos: the other way under the budget
+    assert status == 200 and labels_of(rows) == [predicted]
+    status, answer = post(web, "fetch",
+                          {**IG_FAST, "attribution_method": "Feature Ablation", "arguments": {}})
+    assert (status == 422 and "769 times per photo" in answer["error"]
+            and "Occlusion" in answer["error"])
 
 
 
@@ -116,22 +131,26 @@ def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(clie
 def test_serves_on_loopback_with_the_token_and_stop_frees_the_port(insights_server):
     handle = insights_server(tiny_visualizer(tiny_batches(1)))
     assert handle._server.socket.getsockname()[0] == "127.0.0.1"
-    assert handle.url == f"http://127.0.0.1:{handle.port}/{handle.token}/" and len(handle.token) >= 32
+    assert (handle.url == f"http://127.0.0.1:{handle.port}/{handle.token}/"
+            and len(handle.token) >= 32)
     assert http(handle.url + "init")[0] == 200
     handle.stop()
     with pytest.raises(urllib.error.URLError):
         http(handle.url + "init", timeout=5)
-    again = insights_server(tiny_visualizer(tiny_batches(1)), port=handle.port)  # the port is free again
+    # the port is free again
+    again = insights_server(tiny_visualizer(tiny_batches(1)), port=handle.port)
     assert http(again.url + "init")[0] == 200 and again.token != handle.token
     handle.stop()  # a second stop() is harmless
 
 
 def test_two_explorers_in_one_process_each_serve_their_own(insights_server):
     first = insights_server(tiny_visualizer(tiny_batches(1)))
-    second = insights_server(tiny_visualizer(tiny_batches(3), classes=[f"other {i}" for i in range(10)]))
+    second = insights_server(tiny_visualizer(tiny_batches(3),
+                                             classes=[f"other {i}" for i in range(10)]))
     assert http(first.url + "init")[1]["classes"][0] == "class 0"
     assert http(second.url + "init")[1]["classes"][0] == "other 0"
-    assert http(f"http://127.0.0.1:{first.port}/{second.token}/init")[0] == 403  # tokens are per server
+    # tokens are per server
+    assert http(f"http://127.0.0.1:{first.port}/{second.token}/init")[0] == 403
     first.stop()
     assert len(http(second.url + "fetch", IG_FAST)[1]) == 3
 
@@ -162,11 +181,13 @@ def test_another_unix_user_gets_nothing(tiny_server):
     if os.geteuid() != 0:
         pytest.skip("creating a user needs root (CI runs as root)")
     user = f"insights-probe-{os.getpid()}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                   check=True)
     probe = textwrap.dedent(f"""
         import json, urllib.request, urllib.error
         answers = []
-        for path, body in [("/", None), ("/init", None), ("/fetch", b'{{}}'), ("/proxy/{handle.port}/fetch", b'{{}}')]:
+        for path, body in [("/", None), ("/init", None), ("/fetch", b'{{}}'),
+                           ("/proxy/{handle.port}/fetch", b'{{}}')]:
             req = urllib.request.Request("http://127.0.0.1:{handle.port}" + path, data=body,
                                          headers={{"Content-Type": "application/json"}})
             try:
@@ -200,7 +221,8 @@ def test_a_cross_site_post_is_refused_even_with_the_token(tiny_server):
     status, answer = http(handle.url + "fetch", body, Origin="https://evil.test",
                           **{"Content-Type": "text/plain"})
     assert status == 403 and "evil.test" in answer["error"]
-    status, answer = http(handle.url + "fetch", body, **{"Content-Type": "text/plain"})  # a form's type
+    # a form's type
+    status, answer = http(handle.url + "fetch", body, **{"Content-Type": "text/plain"})
     assert status == 415
     assert model.calls == 0
     same_origin = f"http://127.0.0.1:{handle.port}"
@@ -211,11 +233,12 @@ def test_a_2_mb_body_gets_413_and_the_server_keeps_serving(tiny_server):
     handle, model = tiny_server
     body = b"[" + b"1," * (MAX_BODY + 100) + b"1]"
     path = f"/{handle.token}/fetch"
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{handle.port}\r\nContent-Type: application/json\r\n"
-            "Connection: close\r\n")
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{handle.port}\r\n"
+            "Content-Type: application/json\r\nConnection: close\r\n")
     answer = raw(handle.port, (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    chunked = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    chunked = ((head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"%x\r\n" % len(body) + body
+               + b"\r\n0\r\n\r\n")
     assert raw(handle.port, chunked).startswith(b"HTTP/1.1 413")  # no length given: still bounded
     assert model.calls == 0
     assert http(handle.url + "fetch", IG_FAST)[0] == 200
@@ -241,16 +264,16 @@ def test_half_open_connections_hold_a_bounded_number_of_threads(tiny_server, mon
 
 @pytest.fixture
 def slow_server(insights_server):
-    """A server whose Fetch takes about 10 s (0.05 s per forward pass), with no budget."""
-    model = TinyNet(delay=0.05)
-    return insights_server(tiny_visualizer(tiny_batches(2), model=model), max_passes=10 ** 9), model
+    """A server whose Fetch takes about 10 s, with no budget; and its model."""
+    return slow_explorer(insights_server)
 
 
 def test_a_client_that_leaves_stops_paying_and_the_next_fetch_is_prompt(slow_server):
     handle, model = slow_server
     body = json.dumps(SLOW_FETCH).encode()
     request = (f"POST /{handle.token}/fetch HTTP/1.1\r\nHost: 127.0.0.1:{handle.port}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+               "Content-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     for _ in range(3):  # three clients that give up
         sock = socket.create_connection(("127.0.0.1", handle.port))
         sock.sendall(request)
@@ -265,7 +288,8 @@ def test_a_client_that_leaves_stops_paying_and_the_next_fetch_is_prompt(slow_ser
 def test_a_new_fetch_replaces_a_running_one(slow_server):
     handle, model = slow_server
     answers = {}
-    first = threading.Thread(target=lambda: answers.update(first=http(handle.url + "fetch", SLOW_FETCH)))
+    first = threading.Thread(
+        target=lambda: answers.update(first=http(handle.url + "fetch", SLOW_FETCH)))
     first.start()
     wait_until_computing(model)
     started = time.monotonic()
@@ -295,25 +319,31 @@ def test_a_script_that_ends_during_a_fetch_exits_cleanly():
         from captum_course.insights import serve
         import json, threading, urllib.request
         handle = serve(make("a"), max_passes=10**9)
-        body = json.dumps({"attribution_method": "Integrated Gradients", "arguments": {"n_steps": 400},
-                           "prediction": "all", "classes": []}).encode()
-        request = urllib.request.Request(handle.url + "fetch", body, {"Content-Type": "application/json"})
+        body = json.dumps({"attribution_method": "Integrated Gradients",
+                           "arguments": {"n_steps": 400}, "prediction": "all",
+                           "classes": []}).encode()
+        request = urllib.request.Request(handle.url + "fetch", body,
+                                         {"Content-Type": "application/json"})
         threading.Thread(target=urllib.request.urlopen, args=(request,), daemon=True).start()
         time.sleep(2)
         print(handle.url, flush=True)
     """)  # the script ends while its Fetch runs
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr  # before: SIGABRT, "terminate called without an active exception"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    # before: SIGABRT, "terminate called without an active exception"
+    assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("http://127.0.0.1:")
 
 
 def start_cli(course: Path) -> tuple[subprocess.Popen, str, str]:
     """run_standalone in a subprocess on the photos of ``course``/img; its output up to the URL."""
-    env = {**os.environ, "CAPTUM_COURSE_ROOT": str(course), "CAPTUM_HELPERS_MODEL": "efficientnet_lite0"}
+    env = {**os.environ, "CAPTUM_COURSE_ROOT": str(course),
+           "CAPTUM_HELPERS_MODEL": "efficientnet_lite0"}
     env.pop("DISPLAY", None), env.pop("WAYLAND_DISPLAY", None)
-    code = "from captum_course.insights import run_standalone; raise SystemExit(run_standalone('127.0.0.1', 0, None))"
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=course, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    code = ("from captum_course.insights import run_standalone; "
+            "raise SystemExit(run_standalone('127.0.0.1', 0, None))")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=course, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -334,9 +364,11 @@ def test_command_line_serves_until_a_signal_that_also_ends_a_running_fetch(tmp_p
     try:
         port, token = url.split(":")[2].split("/")[0], url.rstrip("/").split("/")[-1]
         assert f"on {len(photos)} photos" in text
-        assert f"ssh -L {port}:127.0.0.1:{port}" in text and f"http://127.0.0.1:{port}/{token}/" in text
+        assert (f"ssh -L {port}:127.0.0.1:{port}" in text
+                and f"http://127.0.0.1:{port}/{token}/" in text)
         assert http(f"http://127.0.0.1:{port}/init")[0] == 403
-        rows = http(url + "fetch", IG_FAST)[1] + http(url + "fetch", IG_FAST)[1]  # 4 a page, then the rest
+        # 4 a page, then the rest
+        rows = http(url + "fetch", IG_FAST)[1] + http(url + "fetch", IG_FAST)[1]
         assert [row[0]["actual"]["index"] for row in rows] == [photo_label(p) for p in photos]
         long_fetch = {"attribution_method": "Occlusion", "prediction": "all", "classes": [],
                       "arguments": {"sliding_window_shapes": "3 32 32", "strides": "3 16 16",

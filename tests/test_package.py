@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _modules_after(code: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+    proc = subprocess.run([sys.executable, "-c",
+                           f"{code}\nimport sys; print(' '.join(sys.modules))"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     return set(proc.stdout.split())
@@ -26,7 +27,8 @@ def test_importing_the_package_brings_no_web_framework_and_no_tools():
 def test_insights_is_imported_when_first_used():
     loaded = _modules_after("from captum_helpers import open_insights")
     assert {"anywidget", "captum_helpers.insights"} <= loaded
-    assert "captum_course" not in loaded and "captum_course.webserver" not in loaded  # nor its server
+    # nor its server
+    assert "captum_course" not in loaded and "captum_course.webserver" not in loaded
 
 
 def test_the_package_holds_no_web_server():
@@ -34,8 +36,8 @@ def test_the_package_holds_no_web_server():
     listens (the command line's server is in captum_course)."""
     for path in (ROOT / "captum_helpers").glob("*.py"):
         source = path.read_text(encoding="utf-8")
-        for word in (".bind(", ".listen(", "serve_forever", "werkzeug", "flask", "Flask(", "http.server",
-                     "socketserver", "aiohttp", "tornado"):
+        for word in (".bind(", ".listen(", "serve_forever", "werkzeug", "flask", "Flask(",
+                     "http.server", "socketserver", "aiohttp", "tornado"):
             assert word not in source, f"{path.name} mentions {word}"
 
 
@@ -50,14 +52,16 @@ def test_the_course_folder_is_found_from_a_notebooks_kernel(tmp_path, monkeypatc
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "SOURCES.md").write_text("photos")
     (tmp_path / "notebooks").mkdir()
-    monkeypatch.setattr(assets, "__file__", str(tmp_path / "site-packages" / "captum_helpers" / "assets.py"))
+    monkeypatch.setattr(assets, "__file__",
+                        str(tmp_path / "site-packages" / "captum_helpers" / "assets.py"))
     monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
     monkeypatch.delenv("CAPTUM_COURSE_ROOT", raising=False)
     assert assets.course_root() == tmp_path
 
 
 def test_without_the_repository_the_error_says_where_the_course_lives(tmp_path, monkeypatch):
-    monkeypatch.setattr(assets, "__file__", str(tmp_path / "site-packages" / "captum_helpers" / "assets.py"))
+    monkeypatch.setattr(assets, "__file__",
+                        str(tmp_path / "site-packages" / "captum_helpers" / "assets.py"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CAPTUM_COURSE_ROOT", raising=False)
     with pytest.raises(FileNotFoundError, match="used from a clone of the course repository"):

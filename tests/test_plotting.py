@@ -78,7 +78,8 @@ def test_default_cmap_is_white_at_zero_and_blue_from_a_quarter():
     for value in [0.25, 0.5, 0.75, 1.0]:
         assert default_cmap(value) == pytest.approx(BLUE, abs=1e-6), value
     red, green, blue, _ = default_cmap(0.125)  # half way to blue: a light blue
-    assert red == pytest.approx(0.5, abs=0.02) and green == pytest.approx(0.5, abs=0.02) and blue == 1.0
+    assert (red == pytest.approx(0.5, abs=0.02) and green == pytest.approx(0.5, abs=0.02)
+            and blue == 1.0)
 
 
 def test_share_in_box_of_an_even_map_is_the_box_area():
@@ -101,7 +102,8 @@ def test_share_in_box_sums_channels_then_drops_negative_pixels():
 @pytest.mark.parametrize("attr, box, message", [
     (torch.ones(3, 10, 10), (0, 0, 4, 4), r"shape \(1, C, H, W\), got \(3, 10, 10\)"),
     (torch.ones(2, 3, 10, 10), (0, 0, 4, 4), r"got \(2, 3, 10, 10\)"),
-    (torch.ones(1, 1, 10, 10), (0, 0, 4, 11), r"box \(0, 0, 4, 11\) is not .* inside a 10 x 10 map"),
+    (torch.ones(1, 1, 10, 10), (0, 0, 4, 11),
+     r"box \(0, 0, 4, 11\) is not .* inside a 10 x 10 map"),
     (torch.ones(1, 1, 10, 10), (5, 0, 5, 4), r"box \(5, 0, 5, 4\)"),
     (-torch.ones(1, 1, 10, 10), (0, 0, 4, 4), "no positive part"),
 ], ids=["no batch", "batch of two", "box too wide", "empty box", "all negative"])

@@ -10,17 +10,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "notebooks" / "zh-CN").glob("*.ipynb"))
+NOTEBOOKS = (sorted((ROOT / "notebooks").glob("*.ipynb"))
+             + sorted((ROOT / "notebooks" / "zh-CN").glob("*.ipynb")))
 
 
 def test_the_course_notebooks_are_there():
     names = [p.stem for p in NOTEBOOKS]
     for expected in ["00_introduction", "01_prediction", "02_integrated_gradients",
-                     "03_occlusion", "04_layer_gradcam", "05_captum_insights", "06_can_you_trust_it", "07_your_own_model"]:
+                     "03_occlusion", "04_layer_gradcam", "05_captum_insights",
+                     "06_can_you_trust_it", "07_your_own_model"]:
         assert expected in names
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
+@pytest.mark.parametrize("path", NOTEBOOKS,
+                         ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
 def test_notebook_is_stored_without_outputs(path):
     nb = json.loads(path.read_text())
     dirty = [i for i, c in enumerate(nb["cells"])
@@ -28,7 +31,8 @@ def test_notebook_is_stored_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
+@pytest.mark.parametrize("path", NOTEBOOKS,
+                         ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
 def test_notebook_imports_the_package_without_path_tricks(path):
     source = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
     assert "sys.path" not in source
@@ -54,7 +58,8 @@ def test_environment_yml_mirrors_pyproject():
 
 def test_every_bundled_photo_has_a_source_entry():
     sources = (ROOT / "img" / "SOURCES.md").read_text()
-    photos = [p.name for p in (ROOT / "img").iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
+    photos = [p.name for p in (ROOT / "img").iterdir()
+              if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
     assert photos
     for name in photos:
         if name in {"cat.jpg", "teapot.jpg", "trilobite.jpg"}:  # downloaded, not bundled
@@ -64,9 +69,11 @@ def test_every_bundled_photo_has_a_source_entry():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_ends_by_asking_to_shut_its_kernel_down(path):
-    """JupyterLab keeps every opened notebook's kernel alive: a class that never shuts one piles them up."""
+    """JupyterLab keeps every opened notebook's kernel alive: a class that never shuts one piles
+    them up."""
     last = json.loads(path.read_text())["cells"][-1]
-    assert last["cell_type"] == "markdown" and "Kernel → Shut Down Kernel" in "".join(last["source"])
+    assert (last["cell_type"] == "markdown"
+            and "Kernel → Shut Down Kernel" in "".join(last["source"]))
 
 
 @pytest.mark.parametrize("name", ["README.md", "README.zh-CN.md"])
@@ -76,6 +83,7 @@ def test_the_readme_is_a_newcomers_page_whose_links_exist(name):
     text = (ROOT / name).read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 150
     assert "make lab" in text and "make test" in text and "make site" in text
-    links = [href.split("#")[0] for href in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in href]
+    links = [href.split("#")[0] for href in re.findall(r"\]\(([^)\s]+)\)", text)
+             if "://" not in href]
     assert {"docs/instructor.md", "docs/hub.md"} <= set(links)
     assert [href for href in links if href and not (ROOT / href).exists()] == []

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _setup_commands(tmp_path, *args: str, env: dict | None = None) -> str:
     venv = tmp_path / "venv"  # no venv there: make prints the whole set-up
     proc = subprocess.run(["make", "-n", "-C", str(ROOT), "--no-print-directory", f"{venv}/.ready",
-                           f"VENV={venv}", *args], capture_output=True, text=True, timeout=60, env=env)
+                           f"VENV={venv}", *args],
+                          capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -35,7 +36,8 @@ def test_overrides_replace_captums_numpy_cap_and_nothing_else():
              if line.strip() and not line.startswith("#")]
     requirements = [Requirement(line) for line in lines]
     assert [r.name for r in requirements] == ["numpy"]
-    assert requirements[0].specifier.contains("2.5.5") and requirements[0].specifier.contains("1.26.4")
+    assert (requirements[0].specifier.contains("2.5.5")
+            and requirements[0].specifier.contains("1.26.4"))
 
 
 def test_cpu_only_torch_is_one_option_away(tmp_path):
@@ -43,7 +45,8 @@ def test_cpu_only_torch_is_one_option_away(tmp_path):
 
 
 @pytest.mark.parametrize("variable, flag", [
-    ("PIP_INDEX_URL", "--index-url"), ("PIP_EXTRA_INDEX_URL", "--extra-index-url"), ("PIP_FIND_LINKS", "--find-links"),
+    ("PIP_INDEX_URL", "--index-url"), ("PIP_EXTRA_INDEX_URL", "--extra-index-url"),
+    ("PIP_FIND_LINKS", "--find-links"),
 ])
 def test_pips_package_sources_are_passed_on_to_uv(tmp_path, variable, flag):
     env = {**os.environ, variable: "https://mirror.example.invalid/simple"}

@@ -30,7 +30,8 @@ def test_a_run_is_kept_and_taken_again_until_its_code_changes(tiny_course, tmp_p
     first = run_notebooks([answer, tiny_course / "02_broken.ipynb"], runs, jobs=2, model="tiny")
     assert [r.error is None for r in first] == [True, False]
     assert first[1].error.startswith("ZeroDivisionError")
-    assert [p.name for p in runs.iterdir()] == [f"{run_key(answer, 'tiny')}.ipynb"]  # a failed run is not kept
+    # a failed run is not kept
+    assert [p.name for p in runs.iterdir()] == [f"{run_key(answer, 'tiny')}.ipynb"]
 
     again = run_notebooks([answer], runs, model="tiny")
     assert again[0].seconds == 0 and "kept run" in capsys.readouterr().out
@@ -43,7 +44,8 @@ def test_a_run_is_kept_and_taken_again_until_its_code_changes(tiny_course, tmp_p
     nb.cells[0].source = "# Reading the answer, reworded"
     nbformat.write(nb, answer)
     reworded = run_notebooks([answer], runs, model="tiny")[0]
-    assert reworded.seconds == 0  # Markdown alone does not: the page shows the new text with the kept outputs
+    # Markdown alone does not: the page shows the new text with the kept outputs
+    assert reworded.seconds == 0
     assert reworded.notebook.cells[0].source == "# Reading the answer, reworded"
     assert "FORTY-TWO" in str(reworded.notebook.cells[1].outputs)
 
@@ -52,8 +54,9 @@ def test_a_test_keeps_its_run_numbered_as_run_all_numbers_it(tiny_course, tmp_pa
     answer = tiny_course / "01_answer.ipynb"
     nb = nbformat.read(answer, as_version=4)
     nb.cells[1].execution_count = 5  # a test ran a cell of its own first
-    nb.cells[1].outputs = [new_output("stream", name="stdout", text="Model: tiny (made by the test)\n"),
-                           new_output("execute_result", {"text/plain": "'FORTY-TWO'"}, execution_count=5)]
+    nb.cells[1].outputs = [
+        new_output("stream", name="stdout", text="Model: tiny (made by the test)\n"),
+        new_output("execute_result", {"text/plain": "'FORTY-TWO'"}, execution_count=5)]
     monkeypatch.delenv("CAPTUM_COURSE_RUNS", raising=False)  # make test sets it
     assert keep_run(answer, nb) is None  # nowhere to keep it
     monkeypatch.setenv("CAPTUM_COURSE_RUNS", str(tmp_path / "runs"))
@@ -64,9 +67,13 @@ def test_a_test_keeps_its_run_numbered_as_run_all_numbers_it(tiny_course, tmp_pa
 
 def _progress_state():
     """The widget state tqdm leaves in an executed notebook: an HBox of label, bar and counts."""
-    widget = lambda name, **state: {"model_name": name, "model_module": "@jupyter-widgets/controls", "state": state}
+
+    def widget(name, **state):
+        return {"model_name": name, "model_module": "@jupyter-widgets/controls", "state": state}
+
     return {"state": {
-        "box": widget("HBoxModel", children=["IPY_MODEL_label", "IPY_MODEL_bar", "IPY_MODEL_counts"]),
+        "box": widget("HBoxModel",
+                      children=["IPY_MODEL_label", "IPY_MODEL_bar", "IPY_MODEL_counts"]),
         "label": widget("HTMLModel", value="Occlusion: 100%"),
         "bar": widget("FloatProgressModel", value=785.0, max=785.0),
         "counts": widget("HTMLModel", value=" 785/785 [01:03&lt;00:00, 12.3img/s]"),
@@ -75,12 +82,16 @@ def _progress_state():
 
 
 def test_tidy_turns_widgets_into_text_and_a_picture_and_keeps_a_bars_last_line():
-    view = lambda model_id: new_output("display_data", {
-        "application/vnd.jupyter.widget-view+json": {"model_id": model_id, "version_major": 2},
-        "text/plain": "HBox(children=(...))"})
+    def view(model_id):
+        return new_output("display_data", {
+            "application/vnd.jupyter.widget-view+json": {"model_id": model_id, "version_major": 2},
+            "text/plain": "HBox(children=(...))"})
+
     nb = new_notebook(cells=[new_code_cell("attribute()", outputs=[
-        view("box"), new_output("stream", name="stderr", text="  0%|   | 0/10\r 50%|#  | 5/10\r100%|###| 10/10\n"),
-        view("explorer"), view("gone")]), new_code_cell("second_explorer()", outputs=[view("explorer")])])
+        view("box"), new_output("stream", name="stderr",
+                                text="  0%|   | 0/10\r 50%|#  | 5/10\r100%|###| 10/10\n"),
+        view("explorer"), view("gone")]),
+        new_code_cell("second_explorer()", outputs=[view("explorer")])])
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": _progress_state()}
     page = tidy(nb, "en")
     bar, stderr, caption, *shot = page.cells[0].outputs
@@ -91,7 +102,8 @@ def test_tidy_turns_widgets_into_text_and_a_picture_and_keeps_a_bars_last_line()
     assert "Another explorer" in second.data["text/markdown"]
     if any(path.exists() for path in EXPLORER_SHOTS):
         assert "after a Fetch" in caption.data["text/markdown"]
-        assert len(shot) == 1 and shot[0].data["image/png"] and "Fetch" in shot[0].data["text/plain"]
+        assert (len(shot) == 1 and shot[0].data["image/png"]
+                and "Fetch" in shot[0].data["text/plain"])
     else:
         assert shot == [] and "Another explorer" in caption.data["text/markdown"]
     assert "探索器" in tidy(nb, "zh-CN").cells[1].outputs[0].data["text/markdown"]
@@ -99,21 +111,25 @@ def test_tidy_turns_widgets_into_text_and_a_picture_and_keeps_a_bars_last_line()
 
 def test_links_lead_to_pages_of_the_site_or_to_the_repository():
     guide = DOCS / "instructor.md"
-    text = ("[hub](hub.md#memory) [README](../README.md) [02](../notebooks/02_integrated_gradients.ipynb) "
-            "[script](../bench/class_load.py) [folder](../binder) [web](https://captum.ai/) [here](#agenda)")
+    text = ("[hub](hub.md#memory) [README](../README.md) "
+            "[02](../notebooks/02_integrated_gradients.ipynb) [script](../bench/class_load.py) "
+            "[folder](../binder) [web](https://captum.ai/) [here](#agenda)")
     mended = relink(text, guide, "guides/instructor", "en", SETTINGS)
     assert mended == ("[hub](../guides/hub.md#memory) [README](../index.md) "
                       "[02](../02_integrated_gradients.ipynb) "
                       "[script](https://github.com/org/course/blob/spring/bench/class_load.py) "
-                      "[folder](https://github.com/org/course/tree/spring/binder) [web](https://captum.ai/) [here](#agenda)")
-    chinese = relink("[速查表](../../docs/cheatsheet.zh-CN.md)", ROOT / "notebooks" / "zh-CN" / "00_introduction.ipynb",
+                      "[folder](https://github.com/org/course/tree/spring/binder) "
+                      "[web](https://captum.ai/) [here](#agenda)")
+    chinese = relink("[速查表](../../docs/cheatsheet.zh-CN.md)",
+                     ROOT / "notebooks" / "zh-CN" / "00_introduction.ipynb",
                      "00_introduction", "zh-CN", SETTINGS)
     assert chinese == "[速查表](guides/cheatsheet.md)"
 
 
 def test_both_editions_have_the_same_pages():
     assert list(pages("en")) == list(pages("zh-CN"))
-    assert all(Path(source).exists() for edition in ("en", "zh-CN") for source in pages(edition).values())
+    assert all(Path(source).exists() for edition in ("en", "zh-CN")
+               for source in pages(edition).values())
 
 
 def test_the_build_never_deletes_a_folder_it_did_not_build(tmp_path, monkeypatch):
@@ -140,5 +156,6 @@ def test_the_command_exits_1_with_the_reason_when_the_build_fails(monkeypatch, t
         raise RuntimeError("notebooks failed: en/02_x.ipynb: ZeroDivisionError")
 
     monkeypatch.setattr("captum_course.site.build_site", failing)
-    assert main(["site", "--out", str(tmp_path), "--jobs", "1", "--jupyterhub-url", "https://hub.example.org"]) == 1
+    assert main(["site", "--out", str(tmp_path), "--jobs", "1", "--jupyterhub-url",
+                 "https://hub.example.org"]) == 1
     assert "ZeroDivisionError" in capsys.readouterr().err

@@ -10,8 +10,10 @@ from captum.attr import IntegratedGradients, LayerGradCam, Occlusion
 from captum_helpers import speed
 from captum_helpers.speed import bf16_supported, fast_model, occlusion_windows
 
-RTOL = 1e-3  # "the same result": the float32-noise tolerance bench/attributions.py checks (its RTOL)
-WALKTHROUGH_OCCLUSION = dict(input_shape=(3, 224, 224), sliding_window_shapes=(3, 15, 15), strides=(3, 8, 8))
+# "the same result": the float32-noise tolerance bench/attributions.py checks (its RTOL)
+RTOL = 1e-3
+WALKTHROUGH_OCCLUSION = dict(input_shape=(3, 224, 224), sliding_window_shapes=(3, 15, 15),
+                             strides=(3, 8, 8))
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,8 @@ def models():
 @pytest.fixture(scope="module")
 def image():
     # On some inputs a pre-activation that is zero up to rounding flips its ReLU gate under a
-    # different memory layout, moving a gradient map by ~1e-4 of its maximum (see bench/attributions.py).
+    # different memory layout, moving a gradient map by ~1e-4 of its maximum
+    # (see bench/attributions.py).
     torch.manual_seed(0)
     return torch.randn(1, 3, 48, 48)
 
@@ -41,7 +44,8 @@ def test_fast_model_sets_eval_and_channels_last():
     model = torchvision.models.resnet18()
     model.train()
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and not all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)  # 1x1 ones are both
+    assert convs and not all(c.weight.is_contiguous(memory_format=torch.channels_last)
+                             for c in convs)  # 1x1 ones are both
     same = fast_model(model)
     assert same is model  # in place, as `model = fast_model(model)` reads
     assert not model.training
@@ -61,7 +65,8 @@ def test_integrated_gradients_same_result(models, image, layout, batch):
     plain, fast = models
     expected = IntegratedGradients(plain).attribute(image, target=3, n_steps=24)
     model = fast if layout == "fast" else plain
-    got = IntegratedGradients(model).attribute(image, target=3, n_steps=24, internal_batch_size=batch)
+    got = IntegratedGradients(model).attribute(image, target=3, n_steps=24,
+                                               internal_batch_size=batch)
     assert_close(got, expected)
 
 
@@ -146,9 +151,10 @@ def test_bf16_supported_reads_the_cpu_flags(monkeypatch, avx512_bf16, amx, expec
     assert bf16_supported() is expected
 
 
-# ---------------------------------------------------------------- progress (the bar for Integrated Gradients)
+# ---------------------------------------------------- progress (the bar for Integrated Gradients)
 
-@pytest.mark.parametrize("language, desc", [("en", "images through the model"), ("zh", "张图像经过模型")])
+@pytest.mark.parametrize("language, desc", [("en", "images through the model"),
+                                            ("zh", "张图像经过模型")])
 def test_progress_counts_the_images_and_speaks_the_editions_language(monkeypatch, language, desc):
     from captum_helpers import progress
 
