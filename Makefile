@@ -49,7 +49,7 @@ lab: $(READY)
 	$(BIN)/python -m captum_course lab
 
 # `make test` is four parts, each a target of its own (CI runs them in two lanes, .ci/run):
-#   test-units      the unit, browser and load tests, and notebook 06's checked run
+#   test-units      the unit, browser and load tests, and notebooks 06's and 07's checked runs
 #   test-notebooks  every notebook on the ResNet18 code path (a ResNet18 checkpoint with random
 #                   weights), solutions included
 #   test-chinese    the Chinese edition, every notebook in full, as a machine without internet
@@ -61,7 +61,7 @@ lab: $(READY)
 #                   what a solution defines (tests/test_handouts.py).
 #   test-site       the website (tests/run_site.py): every English notebook offline, built with
 #                   warnings as errors, then checked in Chromium. The offline runs of the parts
-#                   before (notebook 06's checked run, the Chinese edition) are kept in
+#                   before (notebooks 06's and 07's checked runs, the Chinese edition) are kept in
 #                   build/runs/ ($CAPTUM_COURSE_RUNS) and not run again.
 NBVAL = -m pytest --nbval-lax
 UNIT_ARGS ?=
@@ -77,14 +77,14 @@ test-site: $(READY)
 	$(RUNS) $(BIN)/python -m pytest tests/run_site.py --durations=10
 
 # The unit tests on another Python, in its own venv, and the notebooks (offline) there; the
-# browser, class and notebook-06 runs, and the tests marked `once` (processes the course starts:
+# browser, class and notebook-06 and -07 runs, and the tests marked `once` (processes the course starts:
 # the command-line explorer, make lab, the benchmarks), are once, in make test:
 #   make test-python PYTHON=python3.10
-# CI moves notebook 06's checked run to Python 3.10 (SLOW_TESTS without it, NOTEBOOKS without
-# notebook 06, which that run executes) and runs no English notebooks on 3.13 (NOTEBOOKS=),
+# CI moves notebooks 06's and 07's checked runs to Python 3.10 (SLOW_TESTS without them) and runs no English notebooks on 3.13 (NOTEBOOKS=),
 # where test-chinese runs instead.
 # The fast loop while changing code: make test-fast (the unit tests less those runs).
-SLOW_TESTS = --ignore=tests/test_insights_browser.py --ignore=tests/test_class_load.py --ignore=tests/test_notebook_06.py
+SLOW_TESTS = --ignore=tests/test_insights_browser.py --ignore=tests/test_class_load.py \
+	--ignore=tests/test_notebook_06.py --ignore=tests/test_notebook_07.py
 NOTEBOOKS = notebooks --ignore=notebooks/zh-CN
 test-python:
 	$(MAKE) setup VENV=.venv-$(notdir $(PYTHON)) PYTHON=$(PYTHON)

@@ -47,16 +47,25 @@ PHOTOS = {
     "rocket.jpg": 657,   # missile
 }
 
+# More photos for the trust notebooks (06, 07), whose rule compares methods over at least six
+# photos; the other notebooks keep to the three above. The class is the one each photo shows.
+MORE_PHOTOS = {
+    "grace_hopper.jpg": 652,  # military uniform
+    "china.jpg": 698,  # palace
+    "flower.jpg": 985,  # daisy
+}
+
 WALKTHROUGH_ZIP_URL = "https://pytorch-tutorial-assets.s3.amazonaws.com/youtube-series/video7.zip"
 # The walkthrough's own photos and the labels it gives them.
 WALKTHROUGH_PHOTOS = {"cat.jpg": 282, "teapot.jpg": 849, "trilobite.jpg": 69}
 
 
-def photo_paths(include_walkthrough: bool = True) -> list[Path]:
-    """Paths of the photos in img/: the bundled ones, then the walkthrough's if downloaded."""
+def photo_paths(include_walkthrough: bool = True, more: bool = False) -> list[Path]:
+    """Paths of the photos in img/: the bundled ones (with ``more``, the trust notebooks' three
+    more), then the walkthrough's if downloaded."""
     if not IMG_DIR.is_dir():
         course_root()  # raises the error that says where the photos come from
-    paths = [IMG_DIR / name for name in PHOTOS]
+    paths = [IMG_DIR / name for name in (PHOTOS | MORE_PHOTOS if more else PHOTOS)]
     if include_walkthrough:
         paths += [IMG_DIR / n for n in WALKTHROUGH_PHOTOS if (IMG_DIR / n).exists()]
     return paths
@@ -64,7 +73,7 @@ def photo_paths(include_walkthrough: bool = True) -> list[Path]:
 
 def photo_label(path: str | Path) -> int:
     """The ImageNet class a bundled or walkthrough photo shows, by file name."""
-    labels = {**PHOTOS, **WALKTHROUGH_PHOTOS}
+    labels = {**PHOTOS, **MORE_PHOTOS, **WALKTHROUGH_PHOTOS}
     if Path(path).name not in labels:
         raise ValueError(f"no label known for {Path(path).name!r}; "
                          f"known photos: {', '.join(labels)}")

@@ -125,3 +125,23 @@ def test_code_lines_fit_a_projector(path):
     long = [(index, len(line)) for index, cell in enumerate(cells) if cell["cell_type"] == "code"
             for line in "".join(cell["source"]).splitlines() if len(line) > PROJECTOR_WIDTH]
     assert not long, f"cells with lines over {PROJECTOR_WIDTH} characters (cell, length): {long}"
+
+
+CELL_LINES, NOTEBOOK_LINES = 20, 300  # a code cell that fits a projector; a lesson one can teach
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb"))
+                         + sorted(NOTEBOOKS.glob("zh-CN/*.ipynb")),
+                         ids=lambda p: p.relative_to(NOTEBOOKS).as_posix())
+def test_cells_and_notebooks_fit_a_lesson(path):
+    cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+             if c["cell_type"] == "code"]
+    sources = ["".join(c["source"]) for c in cells]
+    long = [(i, len(s.splitlines())) for i, s in enumerate(sources)
+            if len(s.splitlines()) > CELL_LINES]
+    assert not long, f"code cells over {CELL_LINES} lines (code cell, lines): {long}"
+    taught = sum(len(s.splitlines()) for c, s in zip(cells, sources)
+                 if "solution" not in c.get("metadata", {}).get("tags", []))
+    assert taught <= NOTEBOOK_LINES, f"{taught} code lines outside the solutions"
+    built = [i for i, s in enumerate(sources) if "Markdown(" in s]
+    assert not built, f"code cells {built} build Markdown: say it in a Markdown cell"

@@ -1,4 +1,5 @@
-"""Unit tests of captum_helpers.trust against hand-computed values and tiny models."""
+"""Unit tests of captum_helpers.trust against hand-computed values and tiny models: the
+metrics, the reference maps, and the paired rule with its false-alarm rate."""
 import copy
 
 import numpy as np
@@ -6,13 +7,11 @@ import pytest
 import torch
 import torchvision
 
-from captum import metrics
-from captum.attr import Saliency
-
-from captum_helpers.trust import (LOWER_IS_BETTER, auc, beats_all, better, cell_curves,
-                                  decided_pairs, edge_map, infidelity, interval, markdown_table,
-                                  random_map, randomization_stages, region_share, reinitialize,
-                                  sensitivity, spearman, ssim, summary, to_grid, top_cells, top_iou)
+from captum_helpers.trust import (MIN_ITEMS, Score, Table, auc, beats, beats_all, cell_curves,
+                                  cell_order, constant_map, edge_map, false_alarm_rate,
+                                  improvement, random_map, randomization_stages, reference_maps,
+                                  region_share, reinitialize, rule_table, spearman, ssim, to_grid,
+                                  top_cells, top_iou, verdicts)
 
 
 @pytest.mark.parametrize("a, b, expected", [
@@ -142,16 +141,16 @@ def test_cell_curve_rejects_an_order_that_is_no_permutation_of_a_square_grid(ord
                     target=1)
 
 
-def test_markdown_table():
-    rows = [{"pair": "IG – Occlusion", "Spearman": 0.123456, "n": 3},
-            {"pair": "x", "Spearman": -1.0, "n": 4}]
-    assert markdown_table(rows, digits=3).splitlines() == [
-        "| pair | Spearman | n |", "|---|---|---|", "| IG – Occlusion | 0.123 | 3 |",
-        "| x | -1.000 | 4 |"]
-    # a "|" in a header or a cell is escaped: unescaped, "Spearman |map|" split the header into
-    # more columns than the rule below it, and the website showed the table as raw text
-    piped = markdown_table([{"Spearman |map|": "a|b"}]).splitlines()
-    assert piped == ["| Spearman \\|map\\| |", "|---|", "| a\\|b |"]
+def test_table_shows_html_with_its_values_escaped_and_booleans_as_words():
+    table = Table([{"map": "IG <b>", "Spearman |map|": 0.123456, "passes": True},
+                   {"map": "x", "Spearman |map|": -1.0, "passes": False}], caption="6 photos")
+    shown = table._repr_html_()
+    assert "<caption>6 photos</caption>" in shown and "<th>Spearman |map|</th>" in shown
+    assert "<td>IG &lt;b&gt;</td><td>0.123</td><td>yes</td>" in shown
+    assert "<td>-1.000</td><td>no</td>" in shown
+    assert table.rows[0]["passes"] is True
+    with pytest.raises(ValueError, match="at least one row"):
+        Table([])
 
 
 def _parameter_ids(modules):
@@ -196,38 +195,76 @@ def test_reinitialize_changes_only_the_given_layers_and_repeats_with_its_seed():
             assert not torch.equal(before, after), f"{name} was not re-drawn"
 
 
-def test_summary_is_the_mean_and_the_sample_standard_deviation():
+def test_score_is_the_mean_and_the_sample_standard_deviation():
     # sqrt(((-1)^2 + 0 + 1^2) / (3 - 1))
-    assert summary([1.0, 2.0, 3.0]) == {"mean": 2.0, "spread": 1.0}
-    assert summary(torch.tensor([0.5])) == {"mean": 0.5, "spread": 0.0}
-    assert interval(summary([1.0, 2.0, 3.0])) == "2.00 ± 1.00"
-    with pytest.raises(ValueError, match="finite"):
-        summary([1.0, float("nan")])
-    with pytest.raises(ValueError, match="finite"):
-        summary([])
+    score = Score.of([1.0, 2.0, 3.0])
+    assert (score.mean, score.sd, str(score)) == (2.0, 1.0, "2.00 ± 1.00")
+    assert Score.of(torch.tensor([0.5])).sd == 0.0
+    for bad in ([1.0, float("nan")], []):
+        with pytest.raises(ValueError, match="finite"):
+            Score.of(bad)
 
 
-@pytest.mark.parametrize("a, b, lower, expected", [
-    ({"mean": 1.0, "spread": 0.2}, {"mean": 2.0, "spread": 0.3}, True, True),    # 1.2 < 1.7
-    ({"mean": 1.0, "spread": 0.5}, {"mean": 2.0, "spread": 0.5}, True, False),   # 1.5 touches 1.5
-    ({"mean": 1.0, "spread": 0.6}, {"mean": 2.0, "spread": 0.5}, True, False),   # overlap
-    ({"mean": 2.0, "spread": 0.0}, {"mean": 1.0, "spread": 0.0}, True, False),   # worse
-    # higher is better: 1.7 > 1.2
-    ({"mean": 2.0, "spread": 0.3}, {"mean": 1.0, "spread": 0.2}, False, True),
-    # no noise: any gap counts
-    ({"mean": 1.01, "spread": 0.0}, {"mean": 1.0, "spread": 0.0}, False, True),
-])
-def test_better_needs_intervals_that_do_not_touch(a, b, lower, expected):
-    assert better(a, b, lower) is expected
+def test_the_rule_compares_item_by_item():
+    """Photo-to-photo variation is not noise for a paired comparison: the method is 0.05 better
+    on every photo, while the photos' own scores spread far wider."""
+    reference = [0.2, 0.9, 0.5, 0.7, 0.3, 0.8]
+    method = [r - 0.05 for r in reference]
+    assert improvement(method, reference, lower_is_better=True).text() == "0.05 ± 0.00"
+    assert beats(method, reference, lower_is_better=True)
+    assert not beats(reference, method, lower_is_better=True)
+    assert beats(reference, method, lower_is_better=False)
+    unpaired = Score.of(method).mean + Score.of(method).sd < Score.of(reference).mean - Score.of(
+        reference).sd
+    assert not unpaired, "the intervals over the photos overlap: an unpaired rule would say no"
+
+
+def test_the_rule_says_no_to_a_gain_inside_its_own_noise():
+    reference = [0.5] * 6
+    assert not beats([0.4, 0.6, 0.45, 0.55, 0.5, 0.48], reference, lower_is_better=True)
+    assert not beats(reference, reference, lower_is_better=True), "a reference cannot beat itself"
+
+
+def test_the_rule_needs_six_items_and_pairs():
+    with pytest.raises(ValueError, match=f"at least {MIN_ITEMS} items"):
+        beats([1.0] * 5, [2.0] * 5, lower_is_better=True)
+    with pytest.raises(ValueError, match="one value per item"):
+        beats([1.0] * 6, [2.0] * 7, lower_is_better=True)
 
 
 def test_beats_all_needs_every_reference():
-    refs = {"Random": {"mean": 0.2, "spread": 0.05}, "Constant": {"mean": 0.2, "spread": 0.0}}
-    assert beats_all({"mean": 0.9, "spread": 0.1}, refs, lower_is_better=False)
-    refs["Edge detector"] = {"mean": 0.85, "spread": 0.0}
-    assert not beats_all({"mean": 0.9, "spread": 0.1}, refs, lower_is_better=False)
-    assert LOWER_IS_BETTER == {"infidelity": True, "sensitivity": True, "deletion_auc": True,
-                               "insertion_auc": False, "ground_truth": False}
+    method = [0.9, 0.8, 0.85, 0.95, 0.9, 0.88]
+    refs = {"Random": [0.2, 0.25, 0.15, 0.2, 0.22, 0.18], "Constant": [0.2] * 6}
+    assert beats_all(method, refs, lower_is_better=False)
+    refs["Edge detector"] = [0.95, 0.85, 0.9, 0.9, 0.92, 0.9]
+    assert not beats_all(method, refs, lower_is_better=False)
+    assert verdicts({"insertion": {"IG": method, **refs}}, ["IG"], list(refs),
+                    {"insertion": False}) == {"IG": {"insertion": False}}
+
+
+def test_the_false_alarm_rate_of_random_draws_is_small_and_measured():
+    """Draws of pure noise: how often one 'beats' another. For six items the rule mean - sd > 0
+    is a one-sided t test at t > sqrt(6) with 5 degrees of freedom: about 2.9 % of ordered pairs
+    in theory (2.7 % in 20,000 independent pairs here); 120 draws give 14,280 pairs."""
+    generator = np.random.default_rng(0)
+    draws = [generator.normal(size=6).tolist() for _ in range(120)]
+    rate = false_alarm_rate(draws, lower_is_better=True)
+    assert 0.015 < rate < 0.05, rate
+    shifted = [[v - 3.0 for v in draws[0]], draws[1]]  # a real difference is no false alarm
+    assert false_alarm_rate(shifted, lower_is_better=True) == 0.5
+    with pytest.raises(ValueError, match="two draws"):
+        false_alarm_rate(draws[:1], lower_is_better=True)
+
+
+def test_rule_table_shows_each_improvement_and_the_verdict():
+    scores = {"IG": [0.9, 0.8, 0.85, 0.95, 0.9, 0.88], "Random": [0.2, 0.25, 0.15, 0.2, 0.22, 0.18],
+              "Constant": [0.2] * 6, "Edge detector": [0.95, 0.85, 0.9, 0.9, 0.92, 0.9]}
+    table = rule_table(scores, ["IG"], ["Random", "Constant", "Edge detector"], False)
+    first = table.rows[0]
+    assert first["map"] == "IG" and first["beats every reference"] is False
+    assert first["improvement over Random"].endswith("✓")
+    assert not first["improvement over Edge detector"].endswith("✓")
+    assert [row["map"] for row in table.rows] == list(scores)
 
 
 def test_edge_map_is_the_sobel_magnitude_of_the_channel_mean():
@@ -244,6 +281,23 @@ def test_random_map_repeats_with_its_seed_and_differs_between_seeds():
     x = torch.zeros(2, 3, 4, 4)
     assert torch.equal(random_map(x, 1), random_map(x, 1))
     assert not torch.equal(random_map(x, 1), random_map(x, 2))
+
+
+def test_the_references_look_at_no_model():
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    refs = reference_maps(x, seed=3)
+    assert list(refs) == ["Random", "Constant", "Edge detector"]
+    assert torch.equal(refs["Constant"], constant_map(x)) and refs["Constant"].unique().numel() == 1
+    assert torch.equal(refs["Edge detector"], edge_map(x))
+    assert torch.equal(refs["Random"], random_map(x, 3))
+
+
+def test_cell_order_breaks_ties_at_random_and_keeps_the_order_of_distinct_values():
+    grid = torch.tensor([[3.0, 1.0], [1.0, 1.0]])
+    orders = {tuple(cell_order(grid, seed).tolist()) for seed in range(20)}
+    assert all(order[0] == 0 for order in orders), "the largest cell comes first"
+    assert len(orders) > 1, "the three tied cells come in orders drawn from the seed"
+    assert torch.equal(cell_order(grid, 5), cell_order(grid, 5))
 
 
 def test_region_share_of_known_maps():
@@ -267,58 +321,29 @@ class _Tiny(torch.nn.Module):
         return self.fc(torch.tanh(self.conv(x)).flatten(1))
 
 
-def _noise(inputs, generator):
-    noise = 0.1 * torch.randn(inputs.shape, generator=generator)
-    return noise, inputs - noise
-
-
-def test_infidelity_gives_captums_numbers_for_every_map():
-    model, targets = _Tiny().eval(), [0, 2]
-    inputs = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    maps = {"gradient": Saliency(model).attribute(inputs, target=targets, abs=False),
-            "random": random_map(inputs, 3)}
-    ours = infidelity(model, _noise, inputs, targets, maps, n_samples=16, seed=5, batch=7,
-                      relative=False)
-    for name, attributions in maps.items():
-        generator = torch.Generator().manual_seed(5)  # the same noise, drawn in the same order
-        theirs = metrics.infidelity(model, lambda x: _noise(x, generator), inputs, attributions,
-                                    target=targets, n_perturb_samples=16, normalize=True)
-        assert torch.allclose(ours[name], theirs, rtol=1e-4), name
-
-
-def test_relative_infidelity_is_0_for_a_perfect_map_and_1_for_none():
-    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
-    inputs = torch.randn(3, 3, 2, 2, generator=torch.Generator().manual_seed(0))
-    # the exact gradient of class 1
-    weights = linear[1].weight[1].detach().view(1, 3, 2, 2).expand_as(inputs)
-    maps = {"exact": weights, "none": torch.zeros_like(inputs), "half": 0.5 * weights}
-    scores = infidelity(linear, _noise, inputs, 1, maps, n_samples=8, seed=0)
-    assert torch.allclose(scores["exact"], torch.zeros(3), atol=1e-5)
-    assert torch.allclose(scores["half"], torch.zeros(3), atol=1e-5), (
-        "normalize=True fits the scale")
-    assert torch.equal(scores["none"], torch.ones(3))
-
-
-def test_sensitivity_gives_captums_numbers():
-    model, targets = _Tiny().eval(), [0, 2]
-    inputs = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    saliency = Saliency(model)
-    explain = lambda x, target: saliency.attribute(x, target=target, abs=False)  # noqa: E731
-    ours = sensitivity(explain, inputs, targets, explain(inputs, targets), radius=0.2, seed=4)
-    generator = torch.Generator().manual_seed(4)
-    theirs = metrics.sensitivity_max(
-        explain, inputs, target=targets, n_perturb_samples=1,
-        perturb_func=lambda x, r: x + torch.empty(x.shape).uniform_(-r, r, generator=generator),
-        perturb_radius=0.2)
-    assert torch.allclose(ours, theirs, rtol=1e-5)
-    assert (ours > 0).all()
-    assert torch.equal(sensitivity(lambda x, t: torch.ones_like(x), inputs, targets,
-                                   torch.ones_like(inputs), 0.2, 0),
-                       torch.zeros(2)), "a map that ignores the input does not move"
+def test_the_deletion_check_can_fail():
+    """On a tiny model, deleting cells in the order of gradient x input lowers the score faster
+    than in the reverse order; the reverse order, a map that points away from the evidence,
+    does not beat a random map."""
+    model = _Tiny().eval()
+    inputs = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    areas = {"gradient x input": [], "reversed": [], "Random": []}
+    for i in range(6):
+        x = inputs[i:i + 1]
+        gradient = torch.autograd.functional.jacobian(lambda v: model(v)[0, 0], x)
+        order = cell_order(to_grid(gradient * x, size=4, absolute=False), i)
+        random_order = cell_order(to_grid(random_map(x, i), size=4, absolute=False), i)
+        curves = cell_curves(model, x, torch.zeros_like(x), [order, order.flip(0), random_order],
+                             0, steps=8)
+        for name, curve in zip(areas, curves):
+            areas[name].append(auc(curve))
+    assert beats(areas["gradient x input"], areas["reversed"], lower_is_better=True)
+    assert not beats(areas["reversed"], areas["Random"], lower_is_better=True)
 
 
 def test_ssim_of_known_pairs():
     x = torch.rand(20, 20, generator=torch.Generator().manual_seed(0))
+    assert ssim.__defaults__[0] == 11, "Wang et al.'s 11 x 11 window"
     assert ssim(x, x) == pytest.approx(1.0)
     assert ssim(x, 5 * x + 2) == pytest.approx(1.0), "each map is scaled by its own range"
     assert ssim(x, 1 - x) < -0.9
@@ -328,8 +353,21 @@ def test_ssim_of_known_pairs():
         ssim(x, x[:10])
 
 
-def test_decided_pairs_lists_only_comparisons_beyond_the_noise():
-    scores = {"a": {"mean": 1.0, "spread": 0.1}, "b": {"mean": 2.0, "spread": 0.1},
-              "c": {"mean": 1.5, "spread": 0.6}}
-    assert decided_pairs(scores, ["a", "b", "c"], lower_is_better=True) == [("a", "b")]
-    assert decided_pairs(scores, ["a", "b", "c"], lower_is_better=False) == [("b", "a")]
+def test_the_agreement_check_can_fail():
+    """Notebook 06's chance level for agreement: the same two methods on the next photo. Two maps
+    that both follow the photo (its edges, and its edges squared) agree beyond it; two random
+    maps, smooth or not, do not."""
+    photos = torch.rand(6, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    n, following = 6, [1, 2, 3, 4, 5, 0]
+
+    def agreement(a, b, others):
+        return [spearman(to_grid(a[i:i + 1]), to_grid(b[j:j + 1]))
+                for i, j in zip(range(n), others)]
+
+    edges = edge_map(photos)
+    assert beats(agreement(edges, edges ** 2, range(n)), agreement(edges, edges ** 2, following),
+                 lower_is_better=False)
+    smooth = torch.nn.functional.avg_pool2d(random_map(photos, 1), 9, stride=1, padding=4)
+    for other in (random_map(photos, 2), smooth):
+        assert not beats(agreement(edges, other, range(n)), agreement(edges, other, following),
+                         lower_is_better=False)
