@@ -29,8 +29,14 @@ from captum_course.doctor import cpu_name
 from captum_course.handouts import (CELL_TIMEOUT_S, NOTEBOOKS_DIR, course_notebooks,
                                     execute_notebook, model_in_use)
 
-PEAK_PROBE = ("import resource\n"
-              "print('peak RSS kB:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+# The kernel's own high-water mark (Linux's VmHWM): ru_maxrss keeps, across exec, the RSS of the
+# process that started the kernel, which can be the larger of the two.
+PEAK_PROBE = ("import os, resource\n"
+              "status = '/proc/self/status'\n"
+              "hwm = ([l for l in open(status) if l.startswith('VmHWM:')]\n"
+              "       if os.path.exists(status) else [])\n"
+              "print('peak RSS kB:', int(hwm[0].split()[1]) if hwm\n"
+              "      else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
 
 
 class Row(NamedTuple):
