@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 
 from captum_helpers.speed import occlusion_windows
+from small_models import Small
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_cheatsheet", ROOT / "bench" / "cheatsheet.py")
@@ -17,23 +17,10 @@ cheatsheet = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cheatsheet)
 
 
-class Small(nn.Module):
-    """Two convolutions, a ReLU module between them, a 10-class head: cheap at 224 x 224."""
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, stride=4, padding=1)
-        self.relu = nn.ReLU()
-        self.layer = nn.Conv2d(4, 4, 3, stride=4, padding=1)
-        self.head = nn.Linear(4, 10)
-
-    def forward(self, x):
-        return self.head(self.layer(self.relu(self.conv(x))).mean(dim=(2, 3)))
-
-
 @pytest.fixture(scope="module")
 def counted():
     torch.manual_seed(0)
-    model = Small().eval()
+    model = Small(channels=4, kernel=3, stride=4).eval()
     x = torch.rand(1, 3, 224, 224)
     return {name: cheatsheet.count(model, explain, x, 3)
             for name, explain in cheatsheet.methods(model, model.layer).items()}

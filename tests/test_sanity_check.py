@@ -5,23 +5,10 @@ import copy
 
 import pytest
 import torch
-import torch.nn as nn
 from captum.attr import Saliency
 
 from captum_helpers import trust
-
-
-class Small(nn.Module):
-    """Two convolutions with a ReLU module between them and a 10-class head."""
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 5, stride=2, padding=2)
-        self.relu = nn.ReLU()
-        self.layer = nn.Conv2d(8, 8, 5, stride=2, padding=2)
-        self.head = nn.Linear(8, 10)
-
-    def forward(self, x):
-        return self.head(self.layer(self.relu(self.conv(x))).mean(dim=(2, 3)))
+from small_models import Small
 
 
 def _photo(seed):
