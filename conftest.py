@@ -29,6 +29,8 @@ def pytest_configure(config):
     torch_home = tempfile.mkdtemp(prefix="torch-home-")
     _tmp_dirs.append(torch_home)
     os.environ.update(offline_env(torch_home))  # inherited by the notebook kernels
+    # every exercise's check cell follows its solution: one that is not right fails the run
+    os.environ["CAPTUM_COURSE_CHECKS"] = "strict"
     if mode == "resnet18-random":
         import torch
         import torchvision

@@ -51,7 +51,7 @@ EDITIONS = {"en": NOTEBOOKS_DIR, **translations()}
 # The guides, as pages of the site: (page, English source, Chinese source or None: the English one).
 GUIDES = [
     ("guides/cheatsheet", "cheatsheet.md", "cheatsheet.zh-CN.md"),
-    ("guides/instructor", "instructor.md", None),
+    ("guides/instructor", "instructor.md", "instructor.zh-CN.md"),
     ("guides/hub", "hub.md", None),
     ("guides/insights", "insights.md", None),
     ("guides/colab", "colab.md", None),
@@ -164,6 +164,7 @@ def run_env(torch_home: str | Path) -> dict[str, str]:
     env = offline_env(torch_home)
     env.pop("MPLBACKEND", None)  # the kernel's own default: inline
     env.pop("CAPTUM_COURSE_LANGUAGE", None)
+    env["CAPTUM_COURSE_CHECKS"] = "strict"  # full notebooks: every check must find its answer
     return env
 
 

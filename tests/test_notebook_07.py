@@ -214,11 +214,18 @@ def test_english_only(cells):
         assert not re.search(r"[\u3000-\u9fff\uff00-\uffef]", cell.source), cell.source
 
 
+def _placeholders_only(source):
+    """Whether a starter cell only sets its answers to the placeholders (``...`` or ``""``)."""
+    body = ast.parse(source).body
+    return bool(body) and all(isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                              and node.value.value in (Ellipsis, "") for node in body)
+
+
 def test_each_exercise_is_a_question_an_empty_cell_and_a_solution(cells):
     empty = [i for i, c in enumerate(cells) if "exercise" in _tags(c)]
     assert len(empty) >= 3
     for i in empty:
-        assert cells[i].cell_type == "code" and cells[i].source == "# your code here"
+        assert cells[i].cell_type == "code" and _placeholders_only(cells[i].source)
         assert cells[i - 1].cell_type == "markdown" and "solution" not in _tags(cells[i - 1])
         assert cells[i + 1].cell_type == "code" and "solution" in _tags(cells[i + 1])
 

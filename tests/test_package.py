@@ -68,3 +68,17 @@ def test_without_the_repository_the_error_says_where_the_course_lives(tmp_path, 
         assets.course_root()
     monkeypatch.setenv("CAPTUM_COURSE_ROOT", str(ROOT))
     assert assets.course_root() == ROOT
+
+
+def test_every_package_folder_is_installed():
+    """A non-editable install (Binder, Colab, a wheel) gets only the packages pyproject.toml lists:
+    each folder with an __init__.py under captum_helpers/ and captum_course/ must be among them."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    line = re.search(r"^packages = \[(.*)\]$", (root / "pyproject.toml").read_text(), re.M)
+    listed = set(re.findall(r'"([\w.]+)"', line.group(1)))
+    folders = {".".join(p.parent.relative_to(root).parts)
+               for top in ("captum_helpers", "captum_course")
+               for p in (root / top).rglob("__init__.py")}
+    assert folders <= listed, folders - listed

@@ -18,7 +18,8 @@ def test_the_course_notebooks_are_there():
     names = [p.stem for p in NOTEBOOKS]
     for expected in ["00_introduction", "01_prediction", "02_integrated_gradients",
                      "03_occlusion", "04_layer_gradcam", "05_captum_insights",
-                     "06_can_you_trust_it", "07_more_trust_checks", "08_your_own_model"]:
+                     "06_can_you_trust_it", "07_more_trust_checks", "08_your_own_model",
+                     "09_recap"]:
         assert expected in names
 
 
