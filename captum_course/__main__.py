@@ -66,8 +66,16 @@ def _site(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expected(args: argparse.Namespace) -> int:
+    """Write into the instructor's guides the key lines each notebook prints on each model, read
+    from the kept runs (build/runs/); --check only compares."""
+    from .expected import RUNS, run
+
+    return run(runs=args.runs or RUNS, check=args.check, latest=args.latest)
+
+
 def _add_course_commands(sub: argparse._SubParsersAction) -> None:
-    """The instructor's commands: doctor, learner, site."""
+    """The instructor's commands: doctor, learner, site, expected."""
     cmd = sub.add_parser("doctor", help=_doctor.__doc__, description=_doctor.__doc__)
     cmd.set_defaults(func=_doctor)
     cmd = sub.add_parser("learner", help=_learner.__doc__, description=_learner.__doc__)
@@ -89,6 +97,15 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
         cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                          help="where the launch buttons lead (defaults and meaning: docs/site.md)")
     cmd.set_defaults(func=_site)
+    cmd = sub.add_parser("expected", help=_expected.__doc__, description=_expected.__doc__)
+    cmd.add_argument("--runs", type=Path, default=None,
+                     help="folder of the kept runs (default: build/runs/)")
+    cmd.add_argument("--check", action="store_true",
+                     help="change nothing; exit 1 if a guide's section differs from the runs")
+    cmd.add_argument("--latest", action="store_true",
+                     help="where a notebook has no run of its current code, take its newest kept "
+                          "run (and say so)")
+    cmd.set_defaults(func=_expected)
 
 
 def _insights(args: argparse.Namespace) -> int:

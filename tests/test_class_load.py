@@ -28,7 +28,7 @@ LOAD_NOTEBOOKS = ["04"]
 HEADROOM = 1.25
 
 
-# the run the hub guide's sizing and the instructor's guide quote
+# the run the hub guide's sizing quotes
 NAMED_RUN = ROOT / "bench" / "class_load.md"
 HUB_GUIDE = ROOT / "docs" / "hub.md"
 

@@ -20,6 +20,7 @@ from captum_course.site import (
     run_key,
     run_notebooks,
     tidy,
+    written_in,
 )
 
 SETTINGS = Settings(repository="https://github.com/org/course", branch="spring")
@@ -130,6 +131,16 @@ def test_both_editions_have_the_same_pages():
     assert list(pages("en")) == list(pages("zh-CN"))
     assert all(Path(source).exists() for edition in ("en", "zh-CN")
                for source in pages(edition).values())
+
+
+def test_the_chinese_site_carries_the_chinese_instructors_guide():
+    """Its own guide, in Chinese (no "only in English" note); the English site the English one."""
+    for edition, name in [("en", "instructor.md"), ("zh-CN", "instructor.zh-CN.md")]:
+        source = pages(edition)["guides/instructor"]
+        assert source == (DOCS / name).resolve() and written_in(source) == edition
+    # a link from the Chinese front page to it leads to that page
+    assert relink("[讲师指南](instructor.zh-CN.md)", DOCS / "index.zh-CN.md", "index", "zh-CN",
+                  SETTINGS) == "[讲师指南](guides/instructor.md)"
 
 
 def test_the_build_never_deletes_a_folder_it_did_not_build(tmp_path, monkeypatch):
