@@ -17,6 +17,9 @@ from captum_helpers import label
 from captum_helpers.exercises.ex03 import q1, q2
 from exercise_tools import code_cells, exercises, inside_notebooks, notebook, run, state
 
+# the checks run in the full notebooks on every Python (the strict runs); these unit tests once
+pytestmark = pytest.mark.once
+
 
 class Tiny(torch.nn.Module):
     """A 1000-class network cheap on 224 × 224 photos: a strided convolution, a ReLU, the mean,

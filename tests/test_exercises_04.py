@@ -17,6 +17,9 @@ from captum_helpers.exercises.ex04 import q1, q2, q3
 from exercise_tools import (code_cells, exercises, inside_notebooks, notebook, random_resnet18,
                             run, state)
 
+# the checks run in the full notebooks on every Python (the strict runs); these unit tests once
+pytestmark = pytest.mark.once
+
 SLOW = ("receptive_field(",  # a backward pass on inputs up to 8 times the photo: set below
         "visualize_image_attr_multiple",  # the masked view: a drawing only
         "occlusion_windows(",

@@ -21,6 +21,9 @@ from captum_helpers.exercises.ex05 import q1, q2, q3
 from exercise_tools import code_cells, exercises, inside_notebooks, notebook, run, state
 from small_models import Small
 
+# the checks run in the full notebooks on every Python (the strict runs); these unit tests once
+pytestmark = pytest.mark.once
+
 
 def _stand_in_open_insights(visualizer, **kwargs):
     return None  # the explorer is a widget: nothing to open in a test

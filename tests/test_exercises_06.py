@@ -22,6 +22,9 @@ from exercise_tools import (code_cells, exercises, inside_notebooks, notebook, r
                             run, state)
 from small_models import Small
 
+# the checks run in the full notebooks on every Python (the strict runs); these unit tests once
+pytestmark = pytest.mark.once
+
 SIZE = 56  # pixels per side of the stand-in photos: 14 cells of 4 x 4
 SLOW = ("load_model()",  # the model and photos: set below
         "= methods_for(model)",  # the five methods on six photos

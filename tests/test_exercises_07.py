@@ -18,6 +18,9 @@ from captum_helpers.exercises.ex07 import q1, q2, q3
 from exercise_tools import code_cells, exercises, inside_notebooks, notebook, run, state
 from small_models import Small
 
+# the checks run in the full notebooks on every Python (the strict runs); these unit tests once
+pytestmark = pytest.mark.once
+
 SLOW = ("load_model()",  # the model and the photos: set below
         "methods = methods_for(model",  # the five methods on six photos
         "infidelity(model_once",  # section 1: set `scored` and `relative` below

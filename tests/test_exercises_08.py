@@ -12,6 +12,9 @@ from captum_helpers import trust
 from captum_helpers.exercises.ex08 import q1, q2
 from exercise_tools import NOTEBOOKS, exercises, inside_notebooks, notebook, run, state, tags
 
+# the checks run in the full notebooks on every Python (the strict runs); these unit tests once
+pytestmark = pytest.mark.once
+
 SLOW = ("load_model()", "trust.Table(rows)", "deepcopy(model).train()",
         "ig_maps[name], n, off, change", "switch_off_inplace", "gradcam_maps = {}",
         "randomization_check(ig", "false_alarm_rate", "GuidedBackprop(model).attribute(x",
