@@ -15,25 +15,11 @@ import torch
 
 from captum_helpers import label
 from captum_helpers.exercises.ex03 import q1, q2
+from small_models import Tiny
 from exercise_tools import code_cells, exercises, inside_notebooks, notebook, run, state
 
 # the checks run in the full notebooks on every Python (the strict runs); these unit tests once
 pytestmark = pytest.mark.once
-
-
-class Tiny(torch.nn.Module):
-    """A 1000-class network cheap on 224 × 224 photos: a strided convolution, a ReLU, the mean,
-    a linear head (scaled up so that its logits spread like an ImageNet model's)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 16, 8, stride=8)
-        self.head = torch.nn.Linear(16, 1000)
-        with torch.no_grad():
-            self.head.weight.mul_(20)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
 @pytest.fixture(scope="module")

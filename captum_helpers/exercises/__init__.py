@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from ..language import language, say
 
-__all__ = ["Answers", "CheckFailed", "Exercise", "Wrong", "choice", "STRICT_ENV"]
+__all__ = ["Answers", "CheckFailed", "Exercise", "Wrong", "choice", "predicted_class", "STRICT_ENV"]
 
 STRICT_ENV = "CAPTUM_COURSE_CHECKS"
 STATES = ("untouched", "raised", "wrong", "right")
@@ -78,6 +80,20 @@ def choice(picked: Any, right: str, why: dict[str, str]) -> str:
     if letter != right:
         raise Wrong(f"({letter}) " + why[letter])
     return why[letter]
+
+
+def predicted_class(photo: torch.Tensor, claimed) -> int:
+    """The class the model predicts from its logits ``photo``: ``claimed`` (the notebook's or the
+    learner's index) where its logit ties the largest up to float rounding, else the largest."""
+    best = int(photo.argmax())
+    try:
+        claimed = int(claimed)
+    except (TypeError, ValueError):
+        return best
+    rounding = 1e-5 * max(1.0, abs(photo[best].item()))
+    if 0 <= claimed < len(photo) and photo[best] - photo[claimed] <= rounding:
+        return claimed
+    return best
 
 
 def _untouched(value: Any) -> bool:

@@ -15,7 +15,7 @@ import torch
 from ..images import transform_normalize
 from ..language import say
 from ..models import label, to_target
-from . import Answers, Exercise, Wrong, choice
+from . import Answers, Exercise, Wrong, choice, predicted_class
 
 NOTEBOOK = "02_integrated_gradients"
 
@@ -24,20 +24,6 @@ def logits(model, *inputs: torch.Tensor) -> torch.Tensor:
     """The model's logits for each input (rows), in one forward pass."""
     with torch.no_grad():
         return model(torch.cat(inputs)).detach().double()
-
-
-def predicted_class(photo: torch.Tensor, claimed) -> int:
-    """The class the model predicts from its logits ``photo``: ``claimed`` (the notebook's or the
-    learner's index) where its logit ties the largest up to float rounding, else the largest."""
-    best = int(photo.argmax())
-    try:
-        claimed = int(claimed)
-    except (TypeError, ValueError):
-        return best
-    rounding = 1e-5 * max(1.0, abs(photo[best].item()))
-    if 0 <= claimed < len(photo) and photo[best] - photo[claimed] <= rounding:
-        return claimed
-    return best
 
 
 def tolerance(*logits: float) -> float:

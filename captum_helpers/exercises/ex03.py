@@ -19,7 +19,7 @@ from ..images import load_image, preprocess
 from ..language import say
 from ..models import label, to_target
 from ..speed import occlusion_windows
-from . import Answers, Exercise, Wrong, choice
+from . import Answers, Exercise, Wrong, choice, predicted_class
 
 NOTEBOOK = "03_occlusion"
 
@@ -45,20 +45,6 @@ def spot_check(model, x: torch.Tensor, window: int, stride: int
     with torch.no_grad():
         out = model(torch.cat([x, *copies])).detach().double()
     return (row, col), out[0], (out[0] - out[1:]).mean(dim=0)
-
-
-def predicted_class(photo: torch.Tensor, claimed) -> int:
-    """The class the model predicts from its logits ``photo``: ``claimed`` (the notebook's or the
-    learner's index) where its logit ties the largest up to float rounding, else the largest."""
-    best = int(photo.argmax())
-    try:
-        claimed = int(claimed)
-    except (TypeError, ValueError):
-        return best
-    rounding = 1e-5 * max(1.0, abs(photo[best].item()))
-    if 0 <= claimed < len(photo) and photo[best] - photo[claimed] <= rounding:
-        return claimed
-    return best
 
 
 def tolerance(value: float) -> float:
