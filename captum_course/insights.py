@@ -1,11 +1,11 @@
 """``python -m captum_course insights``: notebook 05's Captum Insights on the photos in img/,
 without a notebook (for a projector, or a machine reached over ssh).
 
-It serves Insights' own web page (captum's Flask front end) from a loopback port. Unlike captum's
-server it answers only under a secret path ``/<token>/``, for an allowed Host, and takes POSTs
-only as JSON from its own page (``webserver.protect``). Behind the page is the same explorer as
-the notebook's widget (``captum_helpers.insights.InsightsExplorer``): a work budget per Fetch,
-each example once, and work that became useless cancelled.
+It serves the explorer's page (``captum_explorer/explorer.js``, the notebook widget's front end)
+from a loopback port. It answers only under a secret path ``/<token>/``, for an allowed Host,
+and takes POSTs only as JSON from its own page (``webserver.protect``). Behind the page is the
+same explorer as the notebook's widget (``captum_explorer.InsightsExplorer``): a work budget per
+Fetch, each example once, and work that became useless cancelled.
 """
 from __future__ import annotations
 
@@ -20,23 +20,27 @@ import threading
 import weakref
 from pathlib import Path
 
-import captum.insights.attr_vis as attr_vis
 import torch
-from captum.insights import AttributionVisualizer, Batch
-from captum.insights.attr_vis.features import ImageFeature
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import BadRequest, Conflict, HTTPException, UnprocessableEntity
 
-from captum_helpers import (categories, load_image, load_model, photo_label, photo_paths, transform,
-                            transform_normalize)
-from captum_helpers.explorer import (MAX_PASSES, Cancelled, InsightsError, InsightsExplorer,
-                                     Refused, check_settings)
+from captum_explorer import (MAX_PASSES, AttributionVisualizer, Batch, Cancelled, ImageFeature,
+                             InsightsError, InsightsExplorer, Refused, check_settings)
+from captum_explorer.widget import FRONT_END
+from captum_helpers import (categories, load_image, load_model, photo_label, photo_paths,
+                            transform, transform_normalize)
 
 from .webserver import LOOPBACK, Server, client_gone, json_body, protect
 
-FRONTEND = Path(attr_vis.__file__).resolve().parent / "frontend" / "build"
-# shows the server's messages on the page
-ERRORS_JS = Path(__file__).with_name("insights_errors.js")
+PAGE = """<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>Captum Insights</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="margin:16px"><div id="explorer"></div>
+<script type="module">
+import {{ mountServer }} from "./explorer.js";
+mountServer(document.getElementById("explorer"), "./", "{language}");
+</script></body></html>
+"""
 
 
 def build_visualizer(model: torch.nn.Module,
@@ -55,24 +59,30 @@ def build_visualizer(model: torch.nn.Module,
 
 def create_app(visualizer: AttributionVisualizer, token: str, *, max_passes: int = MAX_PASSES,
                any_host: bool = False) -> Flask:
-    """Insights' app for one visualizer: the page, ``init``, ``fetch`` and ``attribute`` as in
-    captum's server, under ``/<token>/`` with the checks of ``webserver.protect``."""
+    """The explorer's app for one visualizer: the page and its script, ``init``, ``fetch`` and
+    ``attribute``, under ``/<token>/`` with the checks of ``webserver.protect``."""
     explorer = InsightsExplorer(visualizer, max_passes)
-    app = Flask(__name__, static_folder=str(FRONTEND / "static"))
-    script = f"<script>{ERRORS_JS.read_text(encoding='utf-8')}</script></head>"
-    html = (FRONTEND / "index.html").read_text(encoding="utf-8").replace("</head>", script)
+    app = Flask(__name__, static_folder=None)
+    lang = explorer.language
+    html = PAGE.format(lang="zh-CN" if lang == "zh" else "en", language=lang)
+    script = FRONT_END.read_text(encoding="utf-8")
 
     @app.route("/")
     def index() -> Response:
         return Response(html, mimetype="text/html")
 
+    @app.route("/explorer.js")
+    def front_end() -> Response:
+        return Response(script, mimetype="text/javascript")
+
     @app.route("/init")
     def init() -> Response:
-        return jsonify(explorer.get_insights_config())
+        return jsonify(explorer.config())
 
     @app.route("/fetch", methods=["POST"])
     def fetch() -> Response:
-        return jsonify(explorer.fetch(check_settings(json_body()), gone=client_gone))
+        settings = check_settings(json_body(), explorer.language)
+        return jsonify(explorer.fetch(settings, gone=client_gone))
 
     @app.route("/attribute", methods=["POST"])
     def attribute() -> Response:
@@ -133,7 +143,7 @@ def _stop_all() -> None:
 
 def serve(visualizer: AttributionVisualizer, *, host: str = LOOPBACK, port: int = 0,
           max_passes: int = MAX_PASSES) -> InsightsServer:
-    """Serve Insights for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
+    """Serve the explorer for ``visualizer`` in a daemon thread; ``port=0`` picks a free port and
     ``host`` stays loopback unless you ask (``"0.0.0.0"``: every network)."""
     token, server = secrets.token_urlsafe(24), Server(host, port)
     app = create_app(visualizer, token, max_passes=max_passes,
