@@ -1,6 +1,6 @@
 # Quick start:  make lab   (set up, then open JupyterLab on notebooks/)
 #               make test  (set up, then run every test)
-# Both are safe to run again: set-up reruns only when pyproject.toml or overrides.txt change.
+# Both are safe to run again: set-up reruns only when pyproject.toml changes.
 #   make setup PYTHON=python3.13   a venv on another Python (3.10 or newer)
 #   make setup TORCH=cpu           PyTorch's CPU-only build (Linux: about 1 GB instead of 6 GB)
 PYTHON ?= python3
@@ -14,7 +14,7 @@ PYTHON_EXE = $(shell $(PYTHON) -c '' 2>/dev/null && echo $(PYTHON) || { v=$$(pye
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 
-# uv installs the packages (one resolution, captum's stale numpy<2 overridden by overrides.txt).
+# uv installs the packages, in one resolution.
 # uv does not read pip's configuration, so the indexes and wheel folders pip is set up with (a
 # company mirror, a local wheel cache) are passed on to it.
 pip_config = $(shell $(PYTHON_EXE) -m pip config get global.$(1) 2>/dev/null)
@@ -22,7 +22,7 @@ UV_INDEXES = $(addprefix --index-url ,$(or $(PIP_INDEX_URL),$(call pip_config,in
 	$(addprefix --extra-index-url ,$(or $(PIP_EXTRA_INDEX_URL),$(call pip_config,extra-index-url))) \
 	$(addprefix --find-links ,$(or $(PIP_FIND_LINKS),$(call pip_config,find-links)))
 UV_INSTALL = $(BIN)/python -m uv pip install --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match \
-	--override overrides.txt $(UV_INDEXES) $(if $(TORCH),--torch-backend $(TORCH))
+	$(UV_INDEXES) $(if $(TORCH),--torch-backend $(TORCH))
 
 .PHONY: setup lab test test-units test-notebooks test-chinese test-site test-python test-fast learner site times doctor
 # `make setup PYTHON=python3.13` on a venv of another Python makes the venv anew.
@@ -35,7 +35,7 @@ PY_VERSION := import sys; print(*sys.version_info[:2])
 # configurable-http-proxy (npm), for the browser test that runs notebook 05 through a real
 # JupyterHub, goes into the venv too; without npm that one test skips (CI installs nodejs).
 CHP_VERSION = 5
-$(READY): pyproject.toml overrides.txt
+$(READY): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON_EXE) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade uv
 	$(UV_INSTALL) -e ".[test]"

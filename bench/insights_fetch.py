@@ -1,16 +1,18 @@
-"""Time Captum Insights Fetches on the photos in img/: what the explorer's settings cost.
+"""Time the explorer's Fetches on the photos in img/: what the explorer's settings cost.
 
     python bench/insights_fetch.py [--repeats 2] [--model efficientnet_lite0] [--budget]
 
-A Fetch is what the button does: in notebook 05's widget (``captum_helpers.insights``), setting
-its ``config`` trait and waiting for the rows, which a thread computes; in a served page, the
-POST /fetch the page sends, through a Flask test client (no network or browser time). In one
-run, alternating (each first in turn), best of ``--repeats`` after a warm-up:
+A Fetch is what the button does: in notebook 05's widget (``captum_explorer.InsightsWidget``),
+setting its ``config`` trait and waiting for the rows, which the widget's thread computes; in the
+command line's served page (``captum_course.insights.create_app``), the POST /fetch the page
+sends, through a Flask test client (no network or browser time). Either returns a flat list of
+rows, one per photo and model. In one run, alternating (each first in turn), best of
+``--repeats`` after a warm-up:
 
-* notebook 05's widget against the command line's server (``captum_course.insights``) and stock
-  captum 0.8.0's own server, with the explorer's default Integrated Gradients (n_steps 25). The
-  widget must be no slower than the server. Stock repeats a 3-photo dataset to fill 4 rows, so
-  seconds per row are compared too. The bytes of a Fetch's rows as JSON are printed;
+* notebook 05's widget against the command line's server, with the explorer's default
+  Integrated Gradients (n_steps 25): the widget must be no slower than the server. The bytes of
+  a Fetch's rows as JSON are printed. (captum 0.9 has no Insights of its own to compare with;
+  ``bench/explorer_vs_old.md`` holds the last comparison with captum 0.8.0's.)
 * the widget with ``model`` against ``fast_model(model)`` (channels_last): notebook 05
   uses ``fast_model`` only if it saves at least 20% of a Fetch;
 * with ``--budget``: the explorer's default Occlusion (window 3 32 32, strides 3 32 32), the
@@ -30,11 +32,10 @@ import os
 import time
 import warnings
 
-from captum.insights.attr_vis import server as captum_server
-
-from captum_helpers import fast_model, load_model, photo_paths
 from captum_course.insights import build_visualizer, create_app
-from captum_helpers.insights import MAX_PASSES, InsightsWidget, check_settings, passes_per_example
+from captum_explorer import MAX_PASSES, InsightsWidget, check_settings
+from captum_helpers import fast_model, load_model, photo_paths
+from captum_helpers.speed import passes_per_example
 
 SHAPE = (3, 224, 224)
 
@@ -62,12 +63,6 @@ def served(app, prefix: str):
                              f"{response.get_data(as_text=True)[:300]}")
         return response.get_json()
     return fetch
-
-
-def stock_client(model):
-    # captum's app serves one module-global visualizer
-    captum_server.visualizer = build_visualizer(model)
-    return served(captum_server.app, "/")
 
 
 def course_client(model, paths=None):
@@ -149,15 +144,12 @@ def main() -> None:
     photos = len(photo_paths())
     print(f"{photos} photos, {args.model}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    best = compare("notebook 05's widget against the served page and stock captum "
-                   "(Integrated Gradients, n_steps 25):",
-                   {"widget (captum_helpers)": widget_client(model),
-                    "server (captum_course)": course_client(model),
-                    "stock captum 0.8.0": stock_client(model)}, ig(25), args.repeats)
-    widget, server = best["widget (captum_helpers)"][0], best["server (captum_course)"][0]
+    best = compare("notebook 05's widget against the served page (Integrated Gradients, "
+                   "n_steps 25):",
+                   {"widget (captum_explorer)": widget_client(model),
+                    "server (captum_course)": course_client(model)}, ig(25), args.repeats)
+    widget, server = best["widget (captum_explorer)"][0], best["server (captum_course)"][0]
     print(f"  widget / server: {widget / server:.2f} (no slower: at most 1 plus the noise)")
-    ratio = (best["stock captum 0.8.0"][0] / best["stock captum 0.8.0"][2]) / (server / photos)
-    print(f"  per row: stock {ratio:.2f}x the course's time")
     sizes = [len(json.dumps(row)) for row in widget_client(model)(ig(25))]
     print(f"  bytes per row as JSON: {', '.join(f'{size / 1024:.0f} KB' for size in sizes)}; "
           f"a Fetch of {len(sizes)}: {sum(sizes) / 2**20:.2f} MB "

@@ -50,11 +50,17 @@ def _learner(args: argparse.Namespace) -> int:
 def _site(args: argparse.Namespace) -> int:
     """Build the course website: run every notebook of both editions (or take its kept run), then
     Sphinx; exit 1 if either fails."""
-    from .site import ROOT, RUNS, Settings, all_notebooks, build_site, check_runs, run_notebooks
+    from .site import (ROOT, RUNS, Settings, all_notebooks, build_site, check_runs,
+                       explorer_results, run_notebooks)
 
     out = args.out or ROOT / "site"
     settings = Settings(**{k: v for k, v in vars(args).items() if k in Settings._fields and v})
     try:
+        if args.explorer_only:
+            data = explorer_results(RUNS)
+            print(f"notebook 05's live explorer: {len(data['photos'])} photos, "
+                  f"{len(data['maps'])} methods, {data['model']}, kept in {RUNS}")
+            return 0
         if args.run_only:
             check_runs(run_notebooks(all_notebooks(args.run_only), RUNS, jobs=args.jobs))
             return 0
@@ -92,6 +98,9 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--run-only", nargs="+", metavar="EDITION", choices=["en", "zh-CN"],
                      help="only run these editions' notebooks and keep the runs in build/runs/; "
                           "exit 1 if one fails")
+    cmd.add_argument("--explorer-only", action="store_true",
+                     help="only compute notebook 05's live explorer's results (or find them) "
+                          "and keep them in build/runs/")
     # captum_course.site.Settings
     for name in ("repository", "branch", "jupyterhub_url", "binderhub_url"):
         cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,

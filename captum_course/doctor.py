@@ -22,12 +22,10 @@ from packaging.version import Version
 from captum_helpers import assets, models
 
 DISTRIBUTION = "captum-helpers"
-# inside captum/: the widget's bundle
-INSIGHTS_INDEX = Path("insights", "attr_vis", "widget", "static", "index.js")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # What `make test` runs on (CI: the oldest and the newest Python of its machine). Outside these
 # ranges the course may work, but nobody has run it there.
-TESTED = {"python": ("3.10", "3.13"), "numpy": ("1.24", "2.5"), "captum": ("0.8", "0.8")}
+TESTED = {"python": ("3.10", "3.13"), "numpy": ("1.24", "2.5"), "captum": ("0.9", "0.9")}
 
 
 class Check(NamedTuple):
@@ -188,25 +186,24 @@ def _tested(name: str, version: str) -> Check:
 
 
 def insights_check() -> Check:
-    """Captum Insights' built widget front end, which notebook 05 runs in an anywidget, and
-    anywidget's extension for JupyterLab and Notebook 7 where the Jupyter server looks."""
-    from importlib.util import find_spec
-
+    """Notebook 05's explorer: the course's own front end, ``captum_explorer/explorer.js`` (captum
+    0.9 has no Insights of its own), and anywidget's extension for JupyterLab and Notebook 7 where
+    the Jupyter server looks."""
     from jupyter_core.paths import jupyter_path
 
-    spec = find_spec("captum")
-    if spec is None or not spec.submodule_search_locations:
-        return Check("FAIL", "Insights front end", "captum is not installed")
-    index = Path(list(spec.submodule_search_locations)[0]) / INSIGHTS_INDEX
-    if not index.is_file():
-        return Check("FAIL", "Insights front end",
-                     f"{index} is missing: captum {_installed('captum')} has no Insights; "
-                     "install captum==0.8.0")
+    what = "explorer front end"
+    reinstall = "reinstall the course: `make setup` (or `pip install -e .`)"
+    try:
+        from captum_explorer.widget import FRONT_END
+    except ImportError as err:  # captum_explorer missing, or anywidget
+        return Check("FAIL", what, f"{err}: {reinstall}")
+    if not FRONT_END.is_file():
+        return Check("FAIL", what, f"{FRONT_END} is missing: {reinstall}")
     if not any(Path(folder).is_dir() for folder in jupyter_path("labextensions", "anywidget")):
-        return Check("FAIL", "Insights front end",
+        return Check("FAIL", what,
                      "anywidget's Jupyter extension is missing: run `make setup` "
                      "(anywidget must be installed where the Jupyter server runs)")
-    return Check("ok", "Insights front end", f"{index} in an anywidget")
+    return Check("ok", what, f"{FRONT_END} in an anywidget")
 
 
 def model_checks() -> list[Check]:

@@ -17,7 +17,6 @@ Chinese into ``site/zh-CN/``, searchable in its own language, each page linked t
 """
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import html
@@ -34,19 +33,19 @@ from typing import NamedTuple
 
 import nbformat
 
+from captum_explorer.widget import FRONT_END
 from captum_helpers.models import RESNET18_URL
 
 from .handouts import (NOTEBOOKS_DIR, ROOT, course_notebooks, execute_notebook, model_in_use,
                        translations)
+from . import explorer_page
 from .jupyter import offline_env
 
 DOCS = ROOT / "docs"
+EXPLORER_NOTEBOOK = "05_captum_insights"  # its first explorer is live on its page
 RUNS_ENV = "CAPTUM_COURSE_RUNS"
 RUNS = ROOT / "build" / "runs"
 SOURCES = ROOT / "build" / "site-sources"
-# What notebook 05's explorer looks like: the browser test's screenshot after a Fetch
-# (tests/test_insights_browser.py), or the one kept in docs/img/ where that test has not run.
-EXPLORER_SHOTS = [ROOT / "build" / "insights-explorer.png", DOCS / "img" / "insights-explorer.png"]
 EDITIONS = {"en": NOTEBOOKS_DIR, **translations()}
 # The guides, as pages of the site: (page, English source, Chinese source or None: the English one).
 GUIDES = [
@@ -71,8 +70,8 @@ WORDS = {
                    "numbers differ",
         "cached": "the walkthrough's model",
         "colab": "To run it on Colab, run the set-up cell from the [Colab guide]({colab}) first.",
-        "shot": "The live explorer needs a running kernel; this is what it looks like "
-                "after a Fetch.",
+        "live": "Try it here: press Fetch, then click another class under Predicted. It runs in "
+                "your browser on results computed when this page was built.",
         "another": "Another explorer opens here; it needs a running kernel to show anything.",
         "only_in": "This guide is in Chinese only: it is for those who keep the Chinese edition "
                    "up to date.",
@@ -82,7 +81,8 @@ WORDS = {
         "offline": "课程的离线模型；联网时笔记本会加载 ResNet18，数字会不同",
         "cached": "原教程使用的模型",
         "colab": "在 Colab 上运行前，请先运行 [Colab 指南]({colab})里的安装单元。",
-        "shot": "实时的探索器需要一个正在运行的内核；下图是点击 Fetch 之后它的样子。",
+        "live": "在这里试一试：点击 Fetch，然后点击 Predicted 下的另一个类别。"
+                "它在你的浏览器里运行，用的是构建本页时算好的结果。",
         "another": "这里会再打开一个探索器；它需要一个正在运行的内核才能显示内容。",
         "only_in": "本指南目前只有英文版。",
     },
@@ -100,8 +100,8 @@ class Run(NamedTuple):
 
 def helpers_digest() -> str:
     """A fingerprint of the code the notebooks import: a change to it makes every run stale."""
-    files = (sorted((ROOT / "captum_helpers").glob("*.py"))
-             + sorted((ROOT / "captum_helpers").glob("*.js")))
+    files = [f for package in ("captum_helpers", "captum_explorer")
+             for f in sorted((ROOT / package).glob("*.py")) + sorted((ROOT / package).glob("*.js"))]
     return hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()
 
 
@@ -214,13 +214,15 @@ def all_notebooks(editions: list[str] | None = None) -> list[Path]:
             for p in course_notebooks(folder)]
 
 
-def tidy(nb: nbformat.NotebookNode, edition: str) -> nbformat.NotebookNode:
+def tidy(nb: nbformat.NotebookNode, edition: str,
+         live: str | None = None) -> nbformat.NotebookNode:
     """The executed notebook as a page shows it, with no script from another host.
 
     A progress bar (a tqdm widget) becomes the text line tqdm prints in a terminal, from the
-    widget's last state; notebook 05's explorer, which needs a kernel, becomes a screenshot with
-    a caption (a second explorer, a caption alone); progress bars written to stderr keep their
-    last line.
+    widget's last state; notebook 05's first explorer becomes ``live``, the explorer on results
+    computed when the site is built (``explorer_page.html``), under a caption (a second explorer,
+    or the first without ``live``, a caption saying it needs a kernel); progress bars written to
+    stderr keep their last line.
     """
     nb = nbformat.from_dict(nb)
     state = (nb.metadata.pop("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
@@ -235,7 +237,7 @@ def tidy(nb: nbformat.NotebookNode, edition: str) -> nbformat.NotebookNode:
             widget = state.get(view.get("model_id"), {}) if view else {}
             if widget.get("model_name") == "AnyModel":
                 explorers += 1
-                outputs += _explorer_outputs(edition, first=explorers == 1)
+                outputs += _explorer_outputs(edition, live if explorers == 1 else None)
             elif view:
                 outputs += _progress_output(widget, state)
             elif output.get("output_type") == "stream" and "\r" in output.get("text", ""):
@@ -258,24 +260,29 @@ def _progress_output(widget: dict, state: dict) -> list[nbformat.NotebookNode]:
                                    text=re.sub(r"\s+", " ", text).strip() + "\n")]
 
 
-def _explorer_outputs(edition: str, first: bool) -> list[nbformat.NotebookNode]:
-    """The first explorer as the screenshot of one after a Fetch, under a caption saying so."""
-    shot = next((path for path in EXPLORER_SHOTS if path.exists()), None)
-    caption = WORDS[edition]["shot" if first and shot else "another"]
+def _explorer_outputs(edition: str, live: str | None) -> list[nbformat.NotebookNode]:
+    """An explorer's place on its page: the live one under a caption, or a caption alone."""
+    caption = WORDS[edition]["live" if live else "another"]
     outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": f"*{caption}*",
                                                             "text/plain": caption})]
-    if first and shot:
-        png = base64.b64encode(shot.read_bytes()).decode()
-        outputs.append(nbformat.v4.new_output("display_data",
-                                              data={"image/png": png, "text/plain": caption}))
+    if live:
+        outputs.append(nbformat.v4.new_output("display_data", data={"text/html": live,
+                                                                    "text/plain": caption}))
     return outputs
 
 
-def page_notebook(run: Run, model: str, when: str) -> nbformat.NotebookNode:
-    """The notebook of ``run`` as its page: tidied, and saying what produced its outputs."""
+def page_notebook(run: Run, model: str, when: str,
+                  explorer: dict | None = None) -> nbformat.NotebookNode:
+    """The notebook of ``run`` as its page: tidied, and saying what produced its outputs;
+    ``explorer``: the results its live explorer shows (``explorer_page.results``)."""
     words = WORDS[run.edition]
-    nb = tidy(run.notebook, run.edition)
     found = model_in_use(run.notebook) or model
+    live = None
+    if explorer is not None:
+        data = explorer_page.page_data(explorer, "zh" if run.edition == "zh-CN" else "en",
+                                       MODELS.get(explorer["model"], explorer["model"]))
+        live = explorer_page.html(data, FRONT_END.read_text(encoding="utf-8"))
+    nb = tidy(run.notebook, run.edition, live)
     place = words["cached" if found == "resnet18" else "offline"]
     when = run.notebook.metadata.get("captum_course_run", {}).get("date", when)
     # the link is written from the notebook's folder, as a link of its own Markdown: relink() then
@@ -348,16 +355,18 @@ def relink(text: str, source: Path, page: str, edition: str, settings: Settings)
     return LINK.sub(one, text)
 
 
-def stage(edition: str, runs: dict[Path, Run], settings: Settings, when: str, out: Path) -> None:
+def stage(edition: str, runs: dict[Path, Run], settings: Settings, when: str, out: Path,
+          explorer: dict | None = None) -> None:
     """Write one edition's Sphinx sources into ``out``: its pages, links mended, notebooks
-    executed."""
+    executed; ``explorer``: the results of notebook 05's live explorer."""
     shutil.rmtree(out, ignore_errors=True)
     model = next((model_in_use(r.notebook) for r in runs.values() if model_in_use(r.notebook)), "")
     for page, source in pages(edition).items():
         target = out / (page + source.suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.suffix == ".ipynb":
-            nb = page_notebook(runs[source], model, when)
+            nb = page_notebook(runs[source], model, when,
+                               explorer if source.stem == EXPLORER_NOTEBOOK else None)
             for cell in nb.cells:
                 if cell.cell_type == "markdown":
                     cell.source = relink(cell.source, source, page, edition, settings)
@@ -408,6 +417,12 @@ def check_runs(runs: list[Run]) -> None:
         raise RuntimeError("notebooks failed: " + "; ".join(failed))
 
 
+def explorer_results(runs_dir: str | Path = RUNS) -> dict:
+    """Notebook 05's live explorer's results for the build's model, kept in ``runs_dir``."""
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    return explorer_page.results(build_model(torch_home), Path(runs_dir))
+
+
 def build_site(out: str | Path = ROOT / "site", runs_dir: str | Path = RUNS, jobs: int = 2,
                settings: Settings = Settings(), sources: Path = SOURCES) -> list[Run]:
     """Run (or take the kept runs of) every notebook, then build both editions into ``out``.
@@ -425,8 +440,9 @@ def build_site(out: str | Path = ROOT / "site", runs_dir: str | Path = RUNS, job
             raise RuntimeError(f"{out} holds files this command did not write: "
                                "choose a new or empty folder")
         shutil.rmtree(out)
+    explorer = explorer_results(runs_dir)
     for edition in EDITIONS:
-        stage(edition, by_path, settings, when, sources / edition)
+        stage(edition, by_path, settings, when, sources / edition, explorer)
     words = sources / "search-words.txt"
     words.write_text("".join(f"{term} 1000 n\n" for term in glossary_terms()), encoding="utf-8")
     for edition in EDITIONS:

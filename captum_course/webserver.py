@@ -20,8 +20,8 @@ from werkzeug.exceptions import Forbidden, RequestEntityTooLarge, UnsupportedMed
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 LOOPBACK, LOOPBACK_NAMES = "127.0.0.1", {"127.0.0.1", "localhost", "::1"}
-MAX_BODY = 1 << 20  # bytes; Insights' own requests are under 1 KB
-THREADS, IDLE_TIMEOUT_S = 16, 10.0  # an Insights page opens about 6 connections
+MAX_BODY = 1 << 20  # bytes; the explorer's own requests are under 1 KB
+THREADS, IDLE_TIMEOUT_S = 16, 10.0  # far more than the explorer's one page needs
 
 
 def protect(app: Flask, token: str, *, any_host: bool = False) -> Flask:

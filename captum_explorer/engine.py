@@ -1,20 +1,13 @@
-"""What the explorer computes: captum.insights' ``AttributionVisualizer``, ``Batch`` and
-``ImageFeature`` (with their constructor arguments and meaning), on captum's public attribution
-methods only, so it runs on captum 0.8 and 0.9 alike.
-
-An ``InsightsExplorer`` is one open explorer's state over a visualizer: it shows each example
-once per Fetch, refuses a Fetch over a work budget before attributing, runs one computation at a
-time and stops one that a newer request, ``stop()`` or ``close()`` made useless. Its messages are
-in the edition's language (``captum_helpers.language``), fixed when it is made.
-"""
+"""What the explorer computes: captum.insights' API on captum's public attribution methods (0.8
+and 0.9 alike), and ``InsightsExplorer``, the state of one open explorer."""
 from __future__ import annotations
-
 import base64
 import inspect
 import io
 import threading
 import warnings
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import numpy as np
 import torch
@@ -22,40 +15,28 @@ from captum.attr import (Deconvolution, DeepLift, FeatureAblation, GuidedBackpro
                          IntegratedGradients, Occlusion, Saliency)
 from PIL import Image
 
-from captum_helpers.language import language as edition_language
-from captum_helpers.language import say as _say
+from captum_helpers.language import language as edition_language, say as _say
 from captum_helpers.speed import INTEGRATED_GRADIENTS_BATCH, passes_per_example
 
 CANCEL_WAIT_S = 2.0  # close() waits this long for a running Fetch to end
-# Model passes one Fetch may make (a backward pass counts as two), summed over the photos it
-# shows; `python bench/insights_fetch.py --budget` times the largest allowed Fetch.
-MAX_PASSES = 800
-ROWS = 4  # examples a Fetch shows, as Insights did
-TOP = 4  # predicted classes a row shows
-IMAGE_PX = 224  # the largest side of a picture a Fetch sends
-# name -> (captum method, {argument: (default, type, limit)}). Insights' own list and arguments;
-# the defaults the page starts from: a 7 x 7 grid of 32-pixel squares for Occlusion (50 passes
-# a photo; the walkthrough's window 15, strides 8 make 785).
+MAX_PASSES = 800  # model passes one Fetch may make (a backward pass counts as two)
+ROWS, TOP, IMAGE_PX = 4, 4, 224  # examples a Fetch shows, classes a row shows, picture side
+# name -> (captum method, {argument: (default, type, limit)}): Insights' methods and arguments
 METHODS: dict[str, tuple[type, dict]] = {
-    "Deconvolution": (Deconvolution, {}),
-    "DeepLift": (DeepLift, {}),
-    "Guided Backprop": (GuidedBackprop, {}),
-    "Input X Gradient": (InputXGradient, {}),
-    "Integrated Gradients": (IntegratedGradients, {
-        "n_steps": (25, "number", [2, None]),
-        "method": ("gausslegendre", "enum", ["riemann_right", "riemann_left", "riemann_middle",
-                                             "riemann_trapezoid", "gausslegendre"])}),
+    "Deconvolution": (Deconvolution, {}), "DeepLift": (DeepLift, {}),
+    "Guided Backprop": (GuidedBackprop, {}), "Input X Gradient": (InputXGradient, {}),
+    "Integrated Gradients": (IntegratedGradients, {"n_steps": (25, "number", [2, None]), "method": (
+        "gausslegendre", "enum", ["riemann_right", "riemann_left", "riemann_middle",
+                                  "riemann_trapezoid", "gausslegendre"])}),
     "Saliency": (Saliency, {}),
     "Feature Ablation": (FeatureAblation, {"perturbations_per_eval": (16, "number", [1, 100])}),
     "Occlusion": (Occlusion, {"sliding_window_shapes": ("3 32 32", "string", None),
                               "strides": ("3 32 32", "string", None),
-                              "perturbations_per_eval": (16, "number", [1, 100])}),
-}
+                              "perturbations_per_eval": (16, "number", [1, 100])})}
 TUPLES = ("sliding_window_shapes", "strides")  # typed as "3 32 32" on the page
 PERTURBING = (FeatureAblation, Occlusion)  # no gradients: the others' inputs require them
-# what captum says on each call of these methods: the explorer's business, not the notebook's
-for _said in ("Setting forward, backward hooks", "Setting backward hooks on ReLU"):
-    warnings.filterwarnings("ignore", message=_said, module="captum")
+SUPERSEDED = "Cancelled: a newer request replaced this one."
+warnings.filterwarnings("ignore", "Setting (forward, backward|backward) hooks", module="captum")
 
 
 class InsightsError(ValueError):
@@ -70,14 +51,8 @@ class Cancelled(InsightsError):
     """A newer Fetch replaced this one (the message is SUPERSEDED), or the explorer was stopped."""
 
 
-SUPERSEDED = "Cancelled: a newer request replaced this one."
-
-
 class Batch:
-    """Examples to explain: ``inputs`` (a tensor, or a tuple of them, one per feature, first
-    dimension the examples), their ``labels`` (class indices) and ``additional_args`` for the
-    model's forward beyond the inputs, as in captum.insights."""
-
+    """Examples to explain, as in captum.insights: ``inputs``, ``labels``, ``additional_args``."""
     def __init__(self, inputs, labels, additional_args=None) -> None:
         self.inputs, self.labels, self.additional_args = inputs, labels, additional_args
 
@@ -87,11 +62,7 @@ def _listed(value) -> list:
 
 
 class ImageFeature:
-    """An image input (N x C x H x W; C is 1 or 3): ``baseline_transforms`` make its baseline
-    from the transformed input (one is used; none: zeros), ``input_transforms`` turn the stored
-    input into the model's (e.g. normalizing), ``visualization_transform`` the stored input into
-    what is shown."""
-
+    """An image input (N x C x H x W, C 1 or 3) with captum.insights' transforms."""
     type = "image"
 
     def __init__(self, name: str, baseline_transforms: Callable | list | None,
@@ -101,42 +72,19 @@ class ImageFeature:
         self.baseline_transforms = _listed(baseline_transforms)
         self.input_transforms = _listed(input_transforms)
 
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor,
-                  contribution: float) -> dict:
-        """The original beside its attribution magnitude, as captum drew them: the channels'
-        absolute sum, scaled so that the largest 2 % saturate, on a white-to-blue scale."""
-        if self.visualization_transform:
-            data = self.visualization_transform(data)
+    def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution: float) -> dict:
+        """The original beside its attribution magnitude, as captum drew them."""
+        data = self.visualization_transform(data) if self.visualization_transform else data
         return {"name": self.name, "type": self.type, "contribution": contribution,
                 "base": png(data.detach().reshape(data.shape[-3:])),
                 "modified": png(magnitude(attribution))}
 
 
-class GeneralFeature:
-    """A vector input whose entries are the named ``categories``: shown as one bar per
-    category, its attribution."""
-
-    type = "general"
-
-    def __init__(self, name: str, categories: list[str]) -> None:
-        self.name, self.categories = name, list(categories)
-        self.baseline_transforms, self.input_transforms = [], []
-
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor,
-                  contribution: float) -> dict:
-        values = attribution.detach().reshape(-1).tolist()
-        return {"name": self.name, "type": self.type, "contribution": contribution,
-                "base": [{"name": n, "value": v} for n, v in zip(self.categories, values)],
-                "modified": None}
-
-
 def magnitude(attribution: torch.Tensor) -> np.ndarray:
     """captum's ``heat_map`` with ``sign="absolute_value"``, as RGB bytes (H x W x 3)."""
     from matplotlib import colormaps
-
     values = attribution.detach().float().reshape(attribution.shape[-3:]).sum(0).abs().numpy()
-    ordered = np.sort(values.ravel())
-    total = np.cumsum(ordered)
+    total = np.cumsum(ordered := np.sort(values.ravel()))
     threshold = ordered[min(np.searchsorted(total, 0.98 * total[-1]), len(ordered) - 1)]
     scaled = np.clip(values / threshold, 0, 1) if threshold > 0 else np.zeros_like(values)
     return (colormaps["Blues"](scaled)[..., :3] * 255).astype(np.uint8)
@@ -149,32 +97,23 @@ def png(picture: torch.Tensor | np.ndarray) -> str:
         picture = picture[..., 0] if picture.shape[-1] == 1 else picture
     image = Image.fromarray(picture)
     image.thumbnail((IMAGE_PX, IMAGE_PX), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, format="png", optimize=True)
+    image.save(buffer := io.BytesIO(), format="png", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class AttributionVisualizer:
-    """The explorer's configuration, with captum.insights' arguments and meaning: ``models``
-    (one or a list), the ``classes``' names, one feature per model input, a ``dataset`` of
-    ``Batch``es, a ``score_func`` applied to the model's output (e.g. softmax), and
-    ``use_label_for_attr`` (pass the class to the attribution method). ``render()`` opens it
-    below the notebook cell."""
-
+    """The explorer's configuration, with captum.insights' arguments and meaning."""
     def __init__(self, models, classes: list[str], features, dataset: Iterable[Batch],
                  score_func: Callable | None = None, use_label_for_attr: bool = True) -> None:
         self.models, self.features = _listed(models), _listed(features)
         self.classes, self.dataset = list(classes), dataset
         self.score_func, self.use_label_for_attr = score_func, use_label_for_attr
 
-    def render(self, max_passes: int = MAX_PASSES) -> None:
-        """Show the explorer in the cell's output, as captum's ``render()`` did;
-        ``open_insights(visualizer)`` does the same and returns the widget."""
+    def render(self, max_passes: int = MAX_PASSES) -> None:  # below the cell, as captum's did
         from .widget import open_insights
         open_insights(self, max_passes=max_passes)
 
-    def examples(self) -> list[tuple]:
-        """Every example of the dataset, one at a time: (inputs, additional args, label)."""
+    def examples(self) -> list[tuple]:  # each example alone: (inputs, additional args, label)
         found = []
         for batch in self.dataset:
             inputs = batch.inputs if isinstance(batch.inputs, tuple) else (batch.inputs,)
@@ -187,8 +126,7 @@ class AttributionVisualizer:
                 found.append((tuple(t[i:i + 1] for t in inputs), args, label))
         return found
 
-    def prepare(self, inputs: tuple) -> tuple[tuple, tuple]:
-        """The model's inputs (each feature's input transforms) and their baselines."""
+    def prepare(self, inputs: tuple) -> tuple[tuple, tuple]:  # the model's inputs, baselines
         model_inputs, baselines = [], []
         for feature, value in zip(self.features, inputs):
             value = value.squeeze(0)  # transforms see one example, as in captum.insights
@@ -200,14 +138,12 @@ class AttributionVisualizer:
             baselines.append(torch.as_tensor(baseline).unsqueeze(0))
         return tuple(model_inputs), tuple(baselines)
 
-    def scores(self, model, inputs: tuple, args) -> list[dict]:
-        """The model's top classes for one example, best first."""
+    def scores(self, model, inputs: tuple, args) -> list[dict]:  # top classes, best first
         with torch.no_grad():
             output = model(*inputs, *(args or ()))
             output = self.score_func(output) if self.score_func else output
-        top = output.reshape(-1).topk(min(TOP, output.numel()))
         return [{"score": float(s), "index": int(i), "label": self.classes[int(i)]}
-                for s, i in zip(*top)]
+                for s, i in zip(*output.reshape(-1).topk(min(TOP, output.numel())))]
 
     def explain(self, model, example: tuple, target: int | None, settings: dict) -> dict:
         """One row: the example's attribution for ``target`` (its top class when None)."""
@@ -216,8 +152,7 @@ class AttributionVisualizer:
         predicted = self.scores(model, model_inputs, args)
         target = predicted[0]["index"] if target is None else target
         method, arguments = METHODS[settings["attribution_method"]][0], settings["arguments"]
-        explainer = method(model)
-        if "baselines" in inspect.signature(explainer.attribute).parameters:
+        if "baselines" in inspect.signature((explainer := method(model)).attribute).parameters:
             arguments = {**arguments, "baselines": baselines}
         attributions = explainer.attribute(
             tuple(t.clone().requires_grad_(method not in PERTURBING) for t in model_inputs),
@@ -225,8 +160,7 @@ class AttributionVisualizer:
             **arguments)
         attributions = attributions if isinstance(attributions, tuple) else (attributions,)
         net = torch.stack([a.detach().sum() for a in attributions])
-        norm = net.abs().sum()
-        net = (net / norm if norm > 0 else net).tolist()
+        net = (net / norm if (norm := net.abs().sum()) > 0 else net).tolist()
         actual = None if label is None else {"score": 100, "index": label,
                                              "label": self.classes[label]}
         return {"feature_outputs": [f.visualize(a, d, c) for f, a, d, c in
@@ -236,37 +170,27 @@ class AttributionVisualizer:
 
 
 class InsightsExplorer:
-    """One open explorer over a visualizer: one computation at a time, each example shown once
-    per Fetch within a work budget. The widget and the command line's server both drive one."""
-
+    """One open explorer (of the widget or the server): one computation at a time, in budget."""
     def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES,
                  language: str | None = None) -> None:
         self.visualizer, self.max_passes, self.closed = visualizer, max_passes, False
-        self._examples, self._next, self._outputs = None, 0, []
-        self._latest, self._worker, self._busy, self._state = (
-            0, None, threading.Lock(), threading.Lock())
-        self._why: dict[int, str] = {}  # ticket -> why it was stopped, when not by a newer one
-        self._should_stop = lambda: False
+        self._examples, self._next, self._outputs, self._latest = None, 0, [], 0
+        self._worker, self._busy, self._state = None, threading.Lock(), threading.Lock()
+        self._why, self._should_stop = {}, lambda: False  # _why: ticket -> why it was stopped
         self.on_photo = lambda done, total: None  # told before each photo of a Fetch
-        self.language = language or edition_language()  # "en" or "zh": its messages' words
+        self.language = language or edition_language()  # "en" or "zh"
+        self.say = partial(_say, lang=self.language)  # say(english, chinese): in its language
 
-    def say(self, english: str, chinese: str) -> str:
-        return _say(english, chinese, self.language)
-
-    def config(self) -> dict:
-        """What the page needs to draw its controls."""
+    def config(self) -> dict:  # what the page needs to draw its controls
         return {"classes": self.visualizer.classes, "methods": list(METHODS),
                 "selected_method": "Integrated Gradients",
                 "method_arguments": {name: {arg: {"value": value, "type": kind, "limit": limit}
                                             for arg, (value, kind, limit) in args.items()}
                                      for name, (_, args) in METHODS.items()}}
 
-    def _keep(self, example: tuple, settings: dict) -> bool:
-        """Insights' filters: the top class among ``classes``; right or wrong."""
-        inputs, args, label = example
-        if label is None:
-            return False  # as captum.insights: a row needs its label
-        for model in self.visualizer.models:
+    def _keep(self, example: tuple, settings: dict) -> bool:  # Insights' filters
+        inputs, args, label = example  # as captum.insights, a row needs its label
+        for model in self.visualizer.models if label is not None else ():
             top = self.visualizer.scores(model, self.visualizer.prepare(inputs)[0], args)[0]
             wanted = {"all": True, "correct": top["index"] == label,
                       "incorrect": top["index"] != label}[settings["prediction"]]
@@ -297,19 +221,15 @@ class InsightsExplorer:
                 f"要减少次数，请{chinese}，或者按类别筛选到更少的照片。"))
 
     def fetch(self, settings: dict, ticket: int | None = None, gone=lambda: False) -> list:
-        """Answer the Fetch button (``settings`` as :func:`check_settings` returns them): up to
-        ROWS examples from where the last Fetch stopped, each once; one row per example and
-        model."""
+        """Answer the Fetch button: a row per model for the next ROWS examples that pass."""
         def work() -> list:
             if self._examples is None:
                 self._examples = self.visualizer.examples()
             picked, start, count = [], self._next, len(self._examples)
-            for turn in range(count):
-                # a page ends at the dataset's end: the next Fetch starts again from the first
+            for turn in range(count):  # a page ends at the dataset's end
                 if len(picked) == ROWS or (turn and self._next == 0 and picked):
                     break
-                example = self._examples[self._next]
-                self._next = (self._next + 1) % count
+                example, self._next = self._examples[self._next], (self._next + 1) % count
                 if self._keep(example, settings):
                     picked.append(example)
             try:
@@ -328,33 +248,26 @@ class InsightsExplorer:
         return self.run(work, ticket, gone)
 
     def attribute(self, input_index: object, model_index: object, label_index: object,
-                  ticket: int | None = None, gone=lambda: False) -> dict:
-        """Answer a click on a predicted class: that row's attribution for the class."""
-        indices = (input_index, model_index, label_index)
-        if not all(type(i) is int for i in indices) or not (
-                0 <= input_index < len(self._outputs)
-                and 0 <= model_index < len(self.visualizer.models)
-                and 0 <= label_index < len(self.visualizer.classes)):
+                  ticket: int | None = None, gone=lambda: False) -> dict:  # a click on a class
+        limits = len(self._outputs), len(self.visualizer.models), len(self.visualizer.classes)
+        indices = input_index, model_index, label_index
+        if not all(type(i) is int and 0 <= i < n for i, n in zip(indices, limits)):
             raise InsightsError(self.say(
                 f"No row {input_index} or class {label_index} to explain: press Fetch again.",
                 f"没有第 {input_index} 行或类别 {label_index} 可以解释：请再点一次 Fetch。"))
         example, settings = self._outputs[input_index]
-
         def work() -> dict:
             self._check_budget(1, example[0], settings)
             return self.visualizer.explain(self.visualizer.models[model_index], example,
                                            label_index, settings)
         return self.run(work, ticket, gone)
 
-    def ticket(self) -> int:
-        """A place in line: taking one stops the computation that holds an earlier one."""
+    def ticket(self) -> int:  # a place in line: taking one stops the computation of an earlier one
         with self._state:
             self._latest += 1
             return self._latest
 
-    def run(self, work, ticket: int | None = None, gone=lambda: False):
-        """Run ``work()`` as the only computation. A newer ticket, ``stop()``, ``close()`` or
-        ``gone()`` turning true stops it when the model runs its next layer (``_hook``)."""
+    def run(self, work, ticket: int | None = None, gone=lambda: False):  # work() alone, stoppable
         ticket = self.ticket() if ticket is None else ticket
         with self._busy:
             self._should_stop = lambda: self.closed or self._latest != ticket or gone()
@@ -376,36 +289,27 @@ class InsightsExplorer:
         if threading.get_ident() == self._worker and self._should_stop():
             raise Cancelled()  # the notebook's own calls of the model run in other threads
 
-    def stop(self, why: str) -> None:
-        """Stop the running computation, if any, saying ``why``; the explorer stays open.
-        Safe in a signal handler: it takes no lock."""
+    def stop(self, why: str) -> None:  # stop the running computation; safe in a signal handler
         self._why[self._latest] = why
         self._latest += 1
 
-    def close(self, timeout: float = CANCEL_WAIT_S) -> bool:
-        """Cancel the running computation for good; True once none runs."""
+    def close(self, timeout: float = CANCEL_WAIT_S) -> bool:  # for good; True once none runs
         self.closed = True
         self.stop(self.say("Closed.", "已关闭。"))
-        if not self._busy.acquire(timeout=timeout):
-            return False
-        self._busy.release()
-        return True
+        if acquired := self._busy.acquire(timeout=timeout):
+            self._busy.release()
+        return acquired
 
 
 def check_settings(body: object, language: str | None = None) -> dict:
-    """A Fetch's settings, checked: the page builds them, but anything can be sent (the widget's
-    traits, a request to the command line's server), so a bad one gets a message instead of a
-    traceback, in ``language`` ("en" or "zh"; the edition's by default)."""
-    def say(english: str, chinese: str) -> str:
-        return _say(english, chinese, language)
-
+    """A Fetch's settings, checked: a bad one raises a message in ``language``, not a traceback."""
+    say = partial(_say, lang=language)
     method = body.get("attribution_method") if isinstance(body, dict) else None
     if method not in METHODS:
         raise InsightsError(say(f"attribution_method must be one of {list(METHODS)}",
                                 f"attribution_method 必须是以下之一：{list(METHODS)}"))
-    params = METHODS[method][1]
-    given, classes = body.get("arguments") or {}, body.get("classes", [])
-    prediction = body.get("prediction", "all")
+    params, given = METHODS[method][1], body.get("arguments") or {}
+    classes, prediction = body.get("classes", []), body.get("prediction", "all")
     if (not isinstance(given, dict) or set(given) - set(params) or not isinstance(classes, list)
             or prediction not in ("all", "correct", "incorrect")):
         raise InsightsError(say(
@@ -433,17 +337,16 @@ def check_settings(body: object, language: str | None = None) -> dict:
             except (TypeError, ValueError) as err:
                 raise InsightsError(say(f"{method}: {name}: {err}",
                                         f"{method}：{name} 无法转换（{err}）")) from None
-        low, high = limit if kind == "number" else (None, None)
+            low, high = limit
+            if not ((low is None or value >= low) and (high is None or value <= high)):
+                raise InsightsError(say(
+                    f"{method}: {name} must be at least {low}" if high is None
+                    else f"{method}: {name} must be from {low} to {high}",
+                    f"{method}：{name} 必须至少为 {low}" if high is None
+                    else f"{method}：{name} 必须在 {low} 到 {high} 之间"))
         if kind == "enum" and value not in limit:
             raise InsightsError(say(f"{method}: {name} must be one of {limit}",
                                     f"{method}：{name} 必须是以下之一：{limit}"))
-        if kind == "number" and not ((low is None or value >= low)
-                                     and (high is None or value <= high)):
-            raise InsightsError(say(
-                f"{method}: {name} must be at least {low}" if high is None
-                else f"{method}: {name} must be from {low} to {high}",
-                f"{method}：{name} 必须至少为 {low}" if high is None
-                else f"{method}：{name} 必须在 {low} 到 {high} 之间"))
         arguments[name] = value
     if method == "Integrated Gradients":  # not on the page: all steps in one batch otherwise
         arguments["internal_batch_size"] = INTEGRATED_GRADIENTS_BATCH

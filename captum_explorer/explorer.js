@@ -140,11 +140,6 @@ const CSS = `
 .${P} figure{margin:0;max-width:224px;flex:0 1 224px;text-align:center}
 .${P} figure img{display:block;width:100%;max-width:224px;height:auto;border-radius:2px}
 .${P} figcaption{color:#606770;margin-top:2px}
-.${P} .${P}-general{display:grid;grid-template-columns:minmax(4em,max-content) minmax(60px,1fr) auto;
-  gap:3px 8px;align-items:center}
-.${P} .${P}-general .${P}-bar.positive{background:#2e9e44}
-.${P} .${P}-general .${P}-bar.negative{background:#d0312d}
-.${P} .${P}-word{display:inline-block;border-radius:2px;padding:1px 2px;margin:1px}
 `;
 
 function addStyle() {
@@ -302,30 +297,12 @@ function argumentValues(container) {
   return values;
 }
 
-// A feature's panel: a photo and its attribution map, a bar per category, or words.
+// A feature's panel: a photo and its attribution map (other types: their data as text).
 function featurePanel(feature) {
   const { name, base, modified, type } = feature;
   const column = h("div", { className: `${P}-col ${P}-col-feature` },
     h("div", { className: `${P}-col-title`, text: `${name} (${capitalised(type)})` }));
-  if (type === "general" && Array.isArray(base)) {
-    const most = Math.max(1e-12, ...base.map((c) => Math.abs(Number(c && c.value) || 0)));
-    column.append(h("div", { className: `${P}-general` }, base.map((category) => {
-      const value = Number(category && category.value) || 0;
-      const bar = h("div", { className: `${P}-bar ${value < 0 ? "negative" : "positive"}` });
-      bar.style.width = `${(Math.abs(value) / most) * 100}%`;
-      return [h("span", { text: category && category.name }), h("div", null, bar),
-        h("span", { text: value.toFixed(3) })];
-    })));
-  } else if (type === "text" && Array.isArray(base)) {
-    const weights = Array.isArray(modified) ? modified.map((w) => Number(w) || 0) : [];
-    const most = Math.max(1e-12, ...weights.map(Math.abs));
-    column.append(h("div", null, base.map((word, i) => {
-      const w = (weights[i] || 0) / most, span = h("span", { className: `${P}-word`, text: word });
-      span.style.backgroundColor = w >= 0 ? `rgba(46,158,68,${w * 0.6})` : `rgba(208,49,45,${-w * 0.6})`;
-      span.title = (weights[i] || 0).toFixed(3);
-      return span;
-    })));
-  } else if (typeof base === "string" && typeof modified === "string") {
+  if (typeof base === "string" && typeof modified === "string") {
     column.append(h("div", { className: `${P}-figures` },
       h("figure", null, h("img", { alt: "original", src: base }), h("figcaption", { text: "Original" })),
       h("figure", null, h("img", { alt: "attribution", src: modified }),

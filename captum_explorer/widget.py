@@ -1,30 +1,21 @@
-"""The explorer in a notebook cell: an anywidget whose front end is ``explorer.js``, the course's
-own page, loaded from the installed package (no bundle, no build, no network). Every front end
-that shows widgets loads it: JupyterLab 4, Notebook 7, the classic Notebook, VS Code, Colab.
-
-The page and the kernel speak over the notebook's own connection, as JSON traits:
-``insights_config``; ``config`` -> ``output`` (a Fetch); ``label_details`` -> ``attribution``
-(a click on a class); ``status``. No port, no proxy, no token. A Fetch runs in a thread, so the
-notebook stays usable; a newer Fetch, interrupting the kernel, ``close()`` or the kernel's
-shutdown stop a running one within ``CANCEL_WAIT_S``; the widget says what went wrong and what
-to change, and notices when its kernel is gone (its ``heartbeat_s``). It speaks the edition's
-language, fixed when it is made.
-"""
+"""The explorer in a notebook cell: an anywidget running the package's ``explorer.js``; page and
+kernel speak in JSON traits; a Fetch runs in a thread, stopped by a newer one or an interrupt."""
 from __future__ import annotations
-
 import atexit
 import queue
 import signal
 import threading
 import time
 import weakref
+from functools import partial
 from pathlib import Path
 
 import anywidget
 import traitlets
+from IPython import get_ipython
+from IPython.display import display
 
-from captum_helpers.language import language as edition_language
-from captum_helpers.language import say
+from captum_helpers.language import language as edition_language, say
 
 from .engine import (CANCEL_WAIT_S, MAX_PASSES, SUPERSEDED, AttributionVisualizer, Cancelled,
                      InsightsError, InsightsExplorer, check_settings)
@@ -32,12 +23,11 @@ from .engine import (CANCEL_WAIT_S, MAX_PASSES, SUPERSEDED, AttributionVisualize
 __all__ = ["CANCEL_WAIT_S", "HEARTBEAT_S", "INTERRUPTED", "InsightsWidget", "open_insights"]
 FRONT_END = Path(__file__).with_name("explorer.js")  # the page, an ES module
 HEARTBEAT_S = 2.0  # the kernel tells each widget it is alive this often; silence means it is gone
+INTERRUPTED = ("Stopped: the kernel was interrupted.", "已停止：内核被中断了。")
 
 
 class InsightsWidget(anywidget.AnyWidget):
-    """The explorer's page for ``visualizer`` in the cell's output. ``fetch()`` presses
-    Fetch from Python; ``close()`` stops it. ``status`` is what the line above the UI says."""
-
+    """The explorer's page: ``fetch()`` presses Fetch from Python, ``close()`` stops it."""
     insights_config = traitlets.Dict().tag(sync=True)
     config = traitlets.Dict().tag(sync=True)
     output = traitlets.List().tag(sync=True)
@@ -50,8 +40,8 @@ class InsightsWidget(anywidget.AnyWidget):
     def __init__(self, visualizer: AttributionVisualizer, max_passes: int = MAX_PASSES,
                  **kwargs) -> None:
         self._esm = FRONT_END.read_text(encoding="utf-8")
-        kwargs.setdefault("language", edition_language())
-        super().__init__(**kwargs)
+        super().__init__(**{"language": edition_language(), **kwargs})
+        self._t = partial(say, lang=self.language)  # _t(english, chinese): in its language
         self.explorer = InsightsExplorer(visualizer, max_passes, language=self.language)
         self.insights_config = self.explorer.config()
         self._seq, self._done, self._jobs, self._worker = (
@@ -61,10 +51,6 @@ class InsightsWidget(anywidget.AnyWidget):
                                   "选择一种方法，然后点击 Fetch。"))
         _watch_interrupts()
         _beating(self)
-
-    def _t(self, english: str, chinese: str) -> str:
-        """The text in this widget's language."""
-        return say(english, chinese, self.language)
 
     def _say(self, state: str, text: str, **more) -> None:
         self._seq += 1
@@ -80,18 +66,15 @@ class InsightsWidget(anywidget.AnyWidget):
         try:
             settings = check_settings(change["new"], self.language)
         except InsightsError as err:
-            self._finish(ticket, error=err)
-            return
+            return self._finish(ticket, error=err)
         method, started = settings["attribution_method"], time.monotonic()
         self._say("computing", self._t(f"{method}: choosing the photos…",
                                        f"{method}：正在挑选照片…"))
-
         def on_photo(done: int, total: int) -> None:
-            if self._latest(ticket):
+            if ticket == self.explorer._latest:
                 self._say("computing", self._t(f"{method}: photo {done + 1} of {total}…",
                                                f"{method}：第 {done + 1} 张照片，共 {total} 张…"))
         self.explorer.on_photo = on_photo
-
         def done(rows: list) -> None:
             self.output = rows
             took = time.monotonic() - started
@@ -111,34 +94,28 @@ class InsightsWidget(anywidget.AnyWidget):
 
     @traitlets.observe("label_details")
     def _on_click(self, change: dict) -> None:
-        details = change["new"]
-        if not details:
+        if not (details := change["new"]):
             return
         ticket = self.explorer.ticket()
         self.label_details = {}  # so that the same click again (after an error) is a change too
         self._done.clear()
         self._say("computing", self._t("Explaining the class you clicked…",
                                        "正在解释你点击的类别…"))
-
         def done(attribution: dict) -> None:
             self.attribution = attribution
             self._say("done", self._t("Done: the map now explains the class you clicked.",
                                       "完成：热图现在解释的是你点击的类别。"))
-        self._in_thread(ticket, lambda: self.explorer.attribute(
-            details.get("inputIndex"), details.get("modelIndex"), details.get("labelIndex"),
-            ticket), done)
+        self._in_thread(ticket, lambda: self.explorer.attribute(*map(details.get, (
+            "inputIndex", "modelIndex", "labelIndex")), ticket), done)
 
-    def _in_thread(self, ticket: int, work, done) -> None:
-        """Run ``work`` in this explorer's own thread, one job after the other: a job whose
-        ticket a newer one replaced ends at once. One thread for all its Fetches, not one each:
-        PyTorch's CPU threads (OpenMP) are set up once per thread that computes."""
+    def _in_thread(self, ticket: int, work, done) -> None:  # one thread: OpenMP starts once
         def job() -> None:
             try:
                 result = work()
             except Exception as err:  # any error: shown in the widget, the kernel goes on
                 self._finish(ticket, error=err)
             else:
-                if self._latest(ticket):
+                if ticket == self.explorer._latest:
                     done(result)
                 self._finish(ticket)
         self._jobs.put(job)
@@ -150,9 +127,6 @@ class InsightsWidget(anywidget.AnyWidget):
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             job()
-
-    def _latest(self, ticket: int) -> bool:
-        return ticket == self.explorer._latest
 
     def _finish(self, ticket: int, error: Exception | None = None) -> None:
         if isinstance(error, Cancelled) and str(error) == SUPERSEDED:
@@ -172,8 +146,7 @@ class InsightsWidget(anywidget.AnyWidget):
 
     def fetch(self, attribution_method: str = "Integrated Gradients", prediction: str = "all",
               classes: list | None = None, wait: float | None = 600, **arguments) -> list:
-        """Press Fetch as the page does, with ``attribution_method`` and its ``arguments`` (the
-        page's defaults for the rest); wait up to ``wait`` seconds and return the rows."""
+        """Press Fetch as the page does, wait up to ``wait`` seconds and return the rows."""
         self.config = {"attribution_method": attribution_method, "prediction": prediction,
                        "classes": classes or [], "arguments": arguments}
         if wait is not None and not self._done.wait(wait):
@@ -182,12 +155,10 @@ class InsightsWidget(anywidget.AnyWidget):
             raise InsightsError(self.status["text"])
         return self.output
 
-    def stop(self, why: str | None = None) -> None:
-        """Stop a running Fetch, saying ``why`` ("Stopped." by default); the widget stays."""
+    def stop(self, why: str | None = None) -> None:  # stop a running Fetch; the widget stays
         self.explorer.stop(why or self._t("Stopped.", "已停止。"))
 
-    def close(self) -> None:
-        """Stop a running Fetch (within CANCEL_WAIT_S) and remove the widget."""
+    def close(self) -> None:  # stop a running Fetch (within CANCEL_WAIT_S), remove the widget
         _LIVE.discard(self)
         self.explorer.close()
         self._jobs.put(None)  # the worker thread ends after the job it is on
@@ -198,72 +169,40 @@ class InsightsWidget(anywidget.AnyWidget):
                        "Captum Insights（一个实时小部件：运行笔记本的单元格即可看到它）")
 
 
-_LIVE: weakref.WeakSet[InsightsWidget] = weakref.WeakSet()
-_heart = threading.Lock()
-_heart_thread: threading.Thread | None = None
+_LIVE, _watching = weakref.WeakSet(), False  # the open widgets; whether interrupts stop them
 
 
 def _beating(widget: InsightsWidget) -> None:
-    """Tell every open widget, every HEARTBEAT_S, that its kernel is there: after a restart or a
-    shutdown the beats stop, and the widget says so instead of waiting for ever."""
-    global _heart_thread
+    """Tell the widget every HEARTBEAT_S that its kernel is there, so that it notices when not."""
     _LIVE.add(widget)
-
+    alive = weakref.ref(widget)
     def beat() -> None:
-        while True:
+        while (each := alive()) is not None and each in _LIVE:
+            if each.comm is not None:
+                each.send({"beat": time.time()})
+            del each  # no reference kept while asleep: a widget nobody holds goes
             time.sleep(HEARTBEAT_S)
-            with _heart:
-                widgets = list(_LIVE)
-                if not widgets:
-                    global _heart_thread
-                    _heart_thread = None
-                    return
-            for each in widgets:
-                if each.comm is not None:
-                    each.send({"beat": time.time()})
-    with _heart:
-        if _heart_thread is None:
-            _heart_thread = threading.Thread(target=beat, name="captum-insights-heartbeat",
-                                             daemon=True)
-            _heart_thread.start()
-
-
-INTERRUPTED = ("Stopped: the kernel was interrupted.", "已停止：内核被中断了。")
-
-
-def _stop_all(why: tuple[str, str]) -> None:
-    """Stop every open widget's Fetch, saying ``why`` (English, Chinese) in its language."""
-    for widget in list(_LIVE):
-        widget.stop(widget._t(*why))
-
-
-_watching = False
+    threading.Thread(target=beat, name="captum-insights-heartbeat", daemon=True).start()
 
 
 def _watch_interrupts() -> None:
-    """Kernel -> Interrupt stops running Fetches. An idle ipykernel ignores SIGINT; it keeps the
-    handler it restores after each message in ``saved_sigint_handler``, so ours goes there. An
-    interrupt during a cell reaches the cell; post_run_cell then stops the Fetches too."""
+    """Kernel -> Interrupt stops Fetches: via ``saved_sigint_handler`` and post_run_cell."""
     global _watching
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    kernel = getattr(shell, "kernel", None)
-    if _watching or kernel is None or not hasattr(kernel, "saved_sigint_handler") or (
+    kernel = getattr(shell := get_ipython(), "kernel", None)
+    if _watching or not hasattr(kernel, "saved_sigint_handler") or (
             threading.current_thread() is not threading.main_thread()):
         return
     previous = kernel.saved_sigint_handler
-
+    def stop_all() -> None:
+        for widget in list(_LIVE):
+            widget.stop(widget._t(*INTERRUPTED))
     def on_interrupt(signum: int, frame: object) -> None:
-        _stop_all(INTERRUPTED)
+        stop_all()
         if callable(previous):
             previous(signum, frame)
-
     def after_cell(result: object) -> None:
         if isinstance(getattr(result, "error_in_exec", None), KeyboardInterrupt):
-            _stop_all(INTERRUPTED)
+            stop_all()
     kernel.saved_sigint_handler = on_interrupt
     if signal.getsignal(signal.SIGINT) is previous:  # not inside a message's handler: set it now
         signal.signal(signal.SIGINT, on_interrupt)
@@ -271,22 +210,15 @@ def _watch_interrupts() -> None:
     _watching = True
 
 
-@atexit.register
+@atexit.register  # torch still computing in a daemon thread at exit aborts the process
 def _close_all() -> None:
-    # torch still computing in a daemon thread at exit aborts the process, so wait for the
-    # cancel to land even on a busy machine
     for widget in list(_LIVE):
         widget.explorer.close(timeout=30)
 
 
 def open_insights(visualizer: AttributionVisualizer, *,
                   max_passes: int = MAX_PASSES) -> InsightsWidget:
-    """Show Captum Insights for ``visualizer`` in the cell's output and return the widget (what
-    the walkthrough's ``visualizer.render()`` shows, in every front end). ``max_passes``: the
-    work one Fetch may do."""
-    from IPython import get_ipython
-    from IPython.display import display
-
+    """Show Captum Insights for ``visualizer`` in the cell's output and return the widget."""
     widget = InsightsWidget(visualizer, max_passes=max_passes)
     if get_ipython() is None:
         print(say("Captum Insights is a notebook widget; "

@@ -40,15 +40,3 @@ __all__ = [
 ]
 if language() == "zh":  # the Chinese edition's plots: a CJK font for their titles and labels
     use_chinese_font()
-# Captum Insights (notebook 05) brings captum.insights (and with it Flask) and anywidget: imported
-# on first use, so a kernel that never opens the explorer does not pay for them.
-_INSIGHTS = ("InsightsWidget", "open_insights")
-__all__ += list(_INSIGHTS)
-
-
-def __getattr__(name: str):
-    if name in _INSIGHTS:
-        from . import insights
-
-        return getattr(insights, name)
-    raise AttributeError(f"module 'captum_helpers' has no attribute {name!r}")

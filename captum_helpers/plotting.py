@@ -28,8 +28,8 @@ def show_image(
     """Draw a photo without axes and return ``(fig, ax)``, like captum's visualizers.
 
     Stands in for ``viz.visualize_image_attr(None, img, method="original_image")``, which
-    raises AxisError in captum 0.8. Accepts a PIL image, a (3, H, W) or (1, 3, H, W) tensor
-    in [0, 1], or an (H, W, 3) array.
+    raises in captum 0.8 (AxisError) and 0.9 (AttributeError). Accepts a PIL image, a
+    (3, H, W) or (1, 3, H, W) tensor in [0, 1], or an (H, W, 3) array.
     """
     if isinstance(img, torch.Tensor):
         img = to_hwc(img)

@@ -11,11 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import torch
-from captum.insights import AttributionVisualizer, Batch
-from captum.insights.attr_vis.features import ImageFeature
 from PIL import Image
 from torch import nn
 
+from captum_explorer import AttributionVisualizer, Batch, ImageFeature
 from captum_helpers import photo_paths
 
 IG_FAST = {"attribution_method": "Integrated Gradients",
@@ -72,7 +71,8 @@ def tiny_batches(count: int, per_batch: int = 1) -> list[Batch]:
 
 
 def labels_of(rows) -> list[int]:
-    return [row[0]["actual"]["index"] for row in rows]
+    """The labels of a Fetch's rows (one row per example and model)."""
+    return [row["actual"]["index"] for row in rows]
 
 
 def img_photos(which: str, tmp_path_factory) -> list[Path]:
@@ -129,6 +129,26 @@ def raw(port: int, request: bytes, timeout: float = 10) -> bytes:
     return answer
 
 
+def listening_ports(pid: int | str = "self") -> set[int]:
+    """The TCP ports process ``pid`` listens on (Linux: /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        path = Path(f"/proc/{pid}/net/{table}")
+        for line in path.read_text().splitlines()[1:] if path.exists() else []:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN, this process's
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def wait_until_computing(model: TinyNet, calls: int = 5, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while model.calls < calls:
@@ -152,8 +172,7 @@ def seconds_until_idle(model: TinyNet, quiet: float = 0.3, timeout: float = 30) 
 MAKE_VISUALIZER = """
 import time, torch
 from torch import nn
-from captum.insights import AttributionVisualizer, Batch
-from captum.insights.attr_vis.features import ImageFeature
+from captum_explorer import AttributionVisualizer, Batch, ImageFeature
 
 calls = [0]  # forward passes of every model make() built
 

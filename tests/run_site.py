@@ -10,10 +10,8 @@ it after the parts that keep their notebook runs in build/runs/ (captum_course/s
 only the runs not kept there execute here."""
 from __future__ import annotations
 
-import base64
 import html
 import re
-import struct
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -112,21 +110,38 @@ def test_each_notebook_page_shows_its_figures_and_names_its_model(site, browser,
     assert made and all(n > 0 for name, n in made.items() if "recap" not in name), made
 
 
-def test_notebook_05_shows_the_explorer_as_a_picture(site, browser):
-    """The live explorer needs a kernel: its page shows the screenshot in its place, at full
-    size."""
+def test_notebook_05_explorer_works_from_the_files_with_no_kernel(site, browser):
+    """Notebook 05's page holds the explorer live, on results computed at build time: from
+    file://, offline, Fetch shows a row per course photo with both pictures, another class
+    changes its map, a method refused at its defaults says why, and the page's data stays
+    under its 3 MB."""
+    from captum_course.explorer_page import MAX_BYTES
+
     for edition in EDITIONS:
         staged = nbformat.read(SOURCES / edition / "05_captum_insights.ipynb", as_version=4)
         assert "application/vnd.jupyter.widget-view+json" not in str(staged)
-        shots = [o.data["image/png"] for c in staged.cells for o in c.get("outputs", [])
-                 if "image/png" in o.get("data", {}) and "Fetch" in o.data.get("text/plain", "")]
-        assert shots, f"{edition}: no picture of the explorer on notebook 05's page"
-        png = base64.b64decode(shots[0])
-        width = struct.unpack(">I", png[16:20])[0]  # the PNG header's width
-        page, _ = _open(browser, _html(site, edition, "05_captum_insights"))
-        widths = [i.evaluate("img => img.naturalWidth")
-                  for i in page.locator("main .cell_output img").all()]
-        assert widths.count(width) >= len(shots), (edition, width, widths)
+        live = [o.data["text/html"] for c in staged.cells for o in c.get("outputs", [])
+                if "captum-explorer-live" in o.get("data", {}).get("text/html", "")]
+        assert len(live) == 1, f"{edition}: {len(live)} live explorers on notebook 05's page"
+        data = re.search(r'class="captum-explorer-data">(.*?)</script>', live[0], re.S).group(1)
+        assert len(data) <= MAX_BYTES, (edition, len(data))
+        page, problems = _open(browser, _html(site, edition, "05_captum_insights"))
+        explorer = page.locator(".captum-insights").first
+        explorer.get_by_role("button", name="Fetch").click()
+        maps = explorer.locator("img[alt=attribution]")
+        expect(maps).to_have_count(len(re.findall(r'"base":', data)))
+        expect(explorer.locator("img[alt=original]")).to_have_count(maps.count())
+        for image in maps.all():
+            assert image.evaluate("img => img.complete && img.naturalWidth") > 0, edition
+        before = maps.first.get_attribute("src")
+        explorer.get_by_role("button", name=re.compile(r"\(\d\.\d{3}\)$")).nth(1).click()
+        expect(maps.first).not_to_have_attribute("src", before)
+        explorer.locator("select[name=selected_method]").select_option("Feature Ablation")
+        explorer.get_by_role("button", name="Fetch").click()
+        status = explorer.locator(".captum-insights-status")
+        expect(status).to_have_attribute("data-state", "error")
+        expect(status).to_contain_text("150,529")
+        assert not problems, (edition, problems)
         page.close()
 
 

@@ -126,6 +126,16 @@ def test_binder_environment_mirrors_pyproject_with_cpu_torch_and_anywidget_besid
     assert not any(r.startswith("-e") for r in have)  # the repository is not in the image yet then
 
 
+@pytest.mark.parametrize("path", [ROOT / "environment.yml", BINDER / "environment.yml"],
+                         ids=["environment.yml", "binder/environment.yml"])
+def test_conda_environments_take_a_tested_python_and_leave_numpy_uncapped(path):
+    """pip installs these (no overrides): captum 0.9.0 caps nothing, so neither may the file."""
+    lines = [line.split("#")[0].replace(" ", "") for line in path.read_text().splitlines()]
+    (python,) = [line[len("-python="):] for line in lines if line.startswith("-python=")]
+    assert 10 <= int(python.split(".")[1]) <= 13  # the course is tested on 3.10 to 3.13
+    assert not [line for line in lines if "numpy<2" in line or "override" in line]
+
+
 def test_hub_guide_config_uses_the_image_torch_home():
     assert "mybinder.org/badge_logo.svg" in (ROOT / "README.md").read_text()
     assert ("TORCH_HOME: /srv/conda/envs/notebook/share/torch"

@@ -146,7 +146,7 @@ def test_in_a_notebook_that_opens_insights_each_learner_presses_fetch(tmp_path):
 
     course = tmp_path / "notebooks"
     course.mkdir()
-    opening = MAKE_VISUALIZER + ("from captum_helpers import open_insights\n"
+    opening = MAKE_VISUALIZER + ("from captum_explorer import open_insights\n"
                                  "insights = open_insights(make('a'))")
     nbformat.write(new_notebook(cells=[new_code_cell(opening)]), course / "05_tiny.ipynb")
     env = class_load.kernel_env({"IPYTHONDIR": str(tmp_path / "ipython")})

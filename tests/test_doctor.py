@@ -15,6 +15,7 @@ import torch
 import torchvision
 from PIL import Image
 
+import captum_explorer.widget
 from captum_course import doctor
 from captum_course.__main__ import main
 from captum_helpers import assets, models
@@ -160,9 +161,9 @@ def test_doctor_is_happy_with_the_offline_model(caches, capsys):
     assert code == 0, out
     assert "Ready" in out
     assert "model: resnet18 or efficientnet_lite0: ResNet18 weights not cached" in out
-    assert ("ok    captum: 0.8.0" in out
+    assert ("ok    captum: 0.9.0" in out
             and f"ok    torch: {importlib.metadata.version('torch')}" in out)
-    assert "ok    Insights front end" in out
+    assert "ok    explorer front end" in out and "explorer.js in an anywidget" in out
     assert "3 bundled photos" in out
     assert "info  browser:" in out
 
@@ -196,8 +197,13 @@ def _photos_missing(monkeypatch):
     monkeypatch.setattr(assets, "IMG_DIR", assets.IMG_DIR.parent / "no-photos-here")
 
 
-def _insights_missing(monkeypatch):
-    monkeypatch.setattr(doctor, "INSIGHTS_INDEX", Path("insights", "gone", "index.html"))
+def _explorer_missing(monkeypatch):
+    """The course's explorer front end, not captum's (captum 0.9 has no Insights)."""
+    monkeypatch.setattr(captum_explorer.widget, "FRONT_END", Path("gone", "explorer.js"))
+
+
+def _explorer_not_importable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "captum_explorer.widget", None)  # import fails
 
 
 def _bad_model_name(monkeypatch):
@@ -218,7 +224,9 @@ def _required_package_missing(monkeypatch):
     (_forced_fallback_missing, "model",
      "efficientnet_lite0 (by $CAPTUM_HELPERS_MODEL) is not available"),
     (_photos_missing, "photos", "chelsea.png"),
-    (_insights_missing, "Insights front end", "install captum==0.8.0"),
+    (_explorer_missing, "explorer front end",
+     "explorer.js is missing: reinstall the course: `make setup` (or `pip install -e .`)"),
+    (_explorer_not_importable, "explorer front end", "reinstall the course: `make setup`"),
     (_bad_model_name, "model", "unknown model 'resnet50'"),
     (_required_package_missing, "no-such-package", "not installed: run `make setup`"),
 ], ids=lambda v: getattr(v, "__name__", None))
@@ -235,7 +243,7 @@ def test_doctor_fails_and_names_what_is_missing(caches, monkeypatch, capsys, bre
 @pytest.mark.parametrize("name, tested, installed", [
     ("python", ("3.10", "3.12"), "3.13.0"),
     ("numpy", ("1.24", "1.26"), "2.0.1"),
-    ("captum", ("0.8", "0.8"), "0.9.0"),
+    ("captum", ("0.9", "0.9"), "0.8.0"),
 ])
 def test_doctor_flags_versions_the_course_was_not_tested_with(monkeypatch, name, tested, installed):
     monkeypatch.setitem(doctor.TESTED, name, tested)
@@ -256,5 +264,5 @@ def test_summary_is_one_line_naming_the_model_and_versions(caches):
     line = doctor.summary()
     assert "\n" not in line
     assert line.startswith("Notebooks will use resnet18 or efficientnet_lite0 (")
-    assert f"numpy {importlib.metadata.version('numpy')}" in line and "captum 0.8.0" in line
+    assert f"numpy {importlib.metadata.version('numpy')}" in line and "captum 0.9.0" in line
     assert line.endswith("ready.")

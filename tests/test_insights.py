@@ -1,26 +1,32 @@
-"""Captum Insights in the notebook (captum_helpers.insights, notebook 05): captum's own widget
-front end in an anywidget, driven here through its traits as the page drives them, in this
-process and in a real kernel. The browser tests are in test_insights_browser.py, the command
-line's web server in test_insights_server.py."""
+"""Captum Insights in the notebook (captum_explorer.widget, notebook 05): the course's own front
+end (captum_explorer/explorer.js) in an anywidget, driven here through its traits as the page
+drives them, in this process and in a real kernel. The engine's own tests are in
+test_explorer.py, the browser tests in test_insights_browser.py, the command line's web server
+in test_insights_server.py."""
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
-import subprocess
+import re
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from captum_course.insights import build_visualizer
+from captum_explorer import InsightsError
+from captum_explorer.widget import (FRONT_END, HEARTBEAT_S, INTERRUPTED, InsightsWidget,
+                                    open_insights)
 from captum_helpers import categories, photo_label
-from captum_helpers.insights import (CAPTUM_BUNDLE, HEARTBEAT_S, HOST_JS, INTERRUPTED,
-                                     InsightsError, InsightsWidget, _esm, open_insights,
-                                     passes_per_example)
+from captum_helpers.speed import passes_per_example
 from explorers import (CANCEL_S, IG_FAST, MAKE_VISUALIZER, OCCLUSION_COARSE, SLOW_FETCH, TinyNet,
-                       img_photos, labels_of, seconds_until_idle, slow_explorer, tiny_batches,
-                       tiny_visualizer, wait_until_computing)
+                       img_photos, labels_of, listening_ports, seconds_until_idle, slow_explorer,
+                       tiny_batches, tiny_visualizer, wait_until_computing)
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE_CAP = 10 * 2**20  # about what one websocket message may carry (jupyter/notebook #3468)
@@ -62,21 +68,32 @@ def photo_widget(lite0, tmp_path_factory):
 # --- the widget's front end -------------------------------------------------------------------
 
 
-def test_the_front_end_is_captums_bundle_as_installed_with_the_course_host_after_it():
-    bundle = CAPTUM_BUNDLE.read_text(encoding="utf-8")
-    # what the host provides for
-    assert bundle.startswith('define(["@jupyter-widgets/base","moment"]')
-    esm = _esm()
-    assert (esm.endswith(f"{bundle}\n{HOST_JS.read_text(encoding='utf-8')}")
-            and "export default { render }" in esm)
-    # not copied into the repository: no tracked file holds a piece of it
-    piece = bundle[100_000:100_200]
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
-    for name in tracked:
-        path = ROOT / name
-        if path.is_file() and path.stat().st_size > 200:
-            assert piece not in path.read_text(encoding="utf-8", errors="ignore"), name
+def data_uri_png(uri: str) -> Image.Image:
+    """The picture of a ``data:image/png;base64,...`` URI, as a Fetch sends it."""
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix), uri[:40]
+    picture = Image.open(io.BytesIO(base64.b64decode(uri[len(prefix):], validate=True)))
+    assert picture.format == "PNG"
+    return picture
+
+
+def test_the_front_end_is_the_packages_explorer_js_and_needs_no_network(widgets):
+    """The widget's _esm is captum_explorer/explorer.js as the package ships it: an ES module
+    with the anywidget entry point and no import or URL of its own (it works offline, in every
+    front end)."""
+    assert FRONT_END == ROOT / "captum_explorer" / "explorer.js"
+    text = FRONT_END.read_text(encoding="utf-8")
+    assert widgets(tiny_visualizer(tiny_batches(1)))._esm == text
+    assert re.search(r"^export default \{\s*render\s*\};?\s*$", text, re.M)
+    assert re.search(r"^function render\(", text, re.M)
+    for name in ("mount", "mountServer", "mountStatic"):  # the server's page and the website's
+        assert re.search(rf"^export (async )?function {name}\(", text, re.M), name
+    assert not re.search(r"https?://", text, re.I)
+    assert not re.search(r"^\s*import\b|\bimport\s*\(|\brequire\s*\(", text, re.M)
+    # installed with the package, not only in the repository
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert ("captum_explorer" in setuptools["packages"]
+            and "*.js" in setuptools["package-data"]["captum_explorer"])
 
 
 def test_the_widget_shows_the_pages_settings_and_says_what_to_do(photo_widget):
@@ -86,6 +103,7 @@ def test_the_widget_shows_the_pages_settings_and_says_what_to_do(photo_widget):
     occlusion = config["method_arguments"]["Occlusion"]  # captum's own default is "", which fails
     assert (occlusion["sliding_window_shapes"]["value"],
             occlusion["strides"]["value"]) == ("3 32 32", "3 32 32")
+    assert photo_widget.insights_config == photo_widget.explorer.config()
     assert photo_widget.heartbeat_s == HEARTBEAT_S
     assert "Captum Insights" in repr(photo_widget)  # what a saved notebook shows without its kernel
 
@@ -103,35 +121,36 @@ def test_each_photo_shows_once_with_its_label_and_prediction(lite0, photos, sett
         page = press(photo_widget, settings)
         assert 0 < len(page) <= 4 and photo_widget.status["state"] == "done", photo_widget.status
         rows += page
-    # each once, in order (captum: 3 -> 6 rows)
-    assert [row[0]["actual"]["label"] for row in rows] == expected
+    # each once, in order (captum: 3 -> 6 rows); one model: one row per photo
+    assert [row["actual"]["label"] for row in rows] == expected
     for row in rows:
-        (feature,) = row[0]["feature_outputs"]
-        assert feature["base"] and feature["modified"] and feature["base"] != feature["modified"]
+        (feature,) = row["feature_outputs"]
+        assert row["model_index"] == 0 and feature["type"] == "image"
+        assert feature["base"] != feature["modified"]
+        assert data_uri_png(feature["base"]).size == data_uri_png(feature["modified"]).size
         assert abs(feature["contribution"]) == pytest.approx(1.0)  # one feature: all of it
-    predicted = {row[0]["actual"]["label"]: row[0]["predicted"][0]["label"] for row in rows}
+    predicted = {row["actual"]["label"]: row["predicted"][0]["label"] for row in rows}
     assert predicted["espresso"] == "espresso" and predicted["missile"] == "missile"
     photo_widget.close()
 
 
 def test_a_fetch_sends_a_fraction_of_a_websocket_message(photo_widget):
-    """captum's pictures are whole matplotlib figures (0.77-1.08 MB a row here); cut to the
-    picture they are far below the cap even for a full page of 4 rows."""
-    from PIL import Image
-    import base64
-    import io
-
+    """captum's pictures were whole matplotlib figures (0.77-1.08 MB a row here); the explorer's
+    are the photo and its map as PNGs of at most 224 pixels a side, far below the cap even for a
+    full page of 4 rows."""
     rows = press(photo_widget, IG_FAST)
     sizes = [len(json.dumps(row)) for row in rows]
     print(f"bytes per row: {sizes}")
     assert max(sizes) * 4 < MESSAGE_CAP / 10
-    picture = Image.open(io.BytesIO(base64.b64decode(rows[0][0]["feature_outputs"][0]["base"])))
-    assert picture.format == "PNG" and max(picture.size) <= 224 and min(picture.size) > 150
+    feature = rows[0]["feature_outputs"][0]
+    for picture in (data_uri_png(feature["base"]), data_uri_png(feature["modified"])):
+        # the photo's own size (transform's 224 x 224), not a figure's with its margins
+        assert picture.size == (224, 224) and picture.mode == "RGB"
 
 
 def test_class_filter_and_a_filter_nothing_matches(photo_widget):
     rows = press(photo_widget, {**IG_FAST, "classes": ["espresso"]})
-    assert {row[0]["predicted"][0]["label"] for row in rows} == {"espresso"}
+    assert {row["predicted"][0]["label"] for row in rows} == {"espresso"}
     # no photo is predicted a goldfish: an empty page that says so, where captum's widget spins
     # for ever
     assert press(photo_widget, {**IG_FAST, "classes": ["goldfish"]}) == []
@@ -141,20 +160,44 @@ def test_class_filter_and_a_filter_nothing_matches(photo_widget):
 
 def test_clicking_another_class_explains_that_class(photo_widget):
     rows = press(photo_widget, IG_FAST)
-    runner_up = rows[0][0]["predicted"][1]["index"]
+    runner_up = rows[0]["predicted"][1]["index"]
     photo_widget.label_details = {"inputIndex": 0, "modelIndex": 0, "labelIndex": runner_up}
     assert photo_widget._done.wait(60)
     assert photo_widget.attribution["active_index"] == runner_up
+    assert photo_widget.status["state"] == "done", photo_widget.status
     assert (photo_widget.attribution["feature_outputs"][0]["modified"]
-            != rows[0][0]["feature_outputs"][0]["modified"])
+            != rows[0]["feature_outputs"][0]["modified"])
     # so that the same click again is a change the kernel sees
     assert photo_widget.label_details == {}
+
+
+def test_a_click_on_a_row_that_is_not_there_says_to_fetch_again(widgets):
+    widget = widgets(tiny_visualizer(tiny_batches(2)))
+    rows = press(widget, IG_FAST)
+    for details in [{"inputIndex": len(rows), "modelIndex": 0, "labelIndex": 1},
+                    {"inputIndex": 0, "modelIndex": 1, "labelIndex": 1},
+                    {"inputIndex": 0, "modelIndex": 0, "labelIndex": 10},
+                    {"inputIndex": "0", "modelIndex": 0, "labelIndex": 1}]:
+        widget.label_details = details
+        assert widget._done.wait(10)
+        assert (widget.status["state"] == "error"
+                and "press Fetch again" in widget.status["text"]), (details, widget.status)
+        # an error too leaves no click behind: the same click again reaches the kernel
+        assert widget.label_details == {}
+    widget.label_details = {"inputIndex": 1, "modelIndex": 0, "labelIndex": 7}
+    assert widget._done.wait(30) and widget.status["state"] == "done", widget.status
+    assert (widget.attribution["active_index"] == 7
+            and widget.attribution["actual"] == rows[1]["actual"])
 
 
 def test_fetch_from_python_presses_the_button(photo_widget):
     rows = photo_widget.fetch("Saliency")
     assert len(rows) == 3 and photo_widget.config == {}  # the same settings again are a change too
-    assert "Saliency: 3 photos in" in photo_widget.status["text"]
+    status = photo_widget.status
+    assert status["state"] == "done" and "Saliency: 3 photos in" in status["text"]
+    # the done status carries the time it took, as its text says it
+    assert 0 < status["seconds"] < 600
+    assert f"in {status['seconds']:.1f} s" in status["text"]
 
 
 # --- the tiny model: settings, budget, paging -----------------------------------------------------
@@ -168,6 +211,7 @@ def test_fetch_from_python_presses_the_button(photo_widget):
     {"attribution_method": "Occlusion", "arguments": {"strides": "3 eight 8"}},
     {"attribution_method": "Occlusion", "arguments": {"sliding_window_shapes": "15 15"}},
     {"attribution_method": "Occlusion", "arguments": {"perturbations_per_eval": 100000}},
+    {"attribution_method": "Occlusion", "arguments": {"strides": "3 0 8"}},
 ], ids=lambda c: json.dumps(c)[:40])
 def test_bad_settings_say_what_is_wrong_and_the_widget_goes_on(widgets, config):
     widget = widgets(tiny_visualizer(tiny_batches(2)))
@@ -253,10 +297,10 @@ def test_each_example_once_and_paging_through_a_larger_dataset(widgets):
 def test_a_model_changed_after_opening_is_the_one_explained(widgets):
     model = TinyNet()
     widget = widgets(tiny_visualizer(tiny_batches(1), model=model))
-    first = press(widget, IG_FAST)[0][0]["predicted"][0]["index"]
+    first = press(widget, IG_FAST)[0]["predicted"][0]["index"]
     with torch.no_grad():
         model[-1].bias[(first + 1) % 10] += 100.0  # say, a few steps of training
-    assert press(widget, IG_FAST)[0][0]["predicted"][0]["index"] == (first + 1) % 10
+    assert press(widget, IG_FAST)[0]["predicted"][0]["index"] == (first + 1) % 10
     # the cancel hooks are gone after a Fetch
     assert not any(m._forward_pre_hooks for m in model.modules())
 
@@ -311,6 +355,18 @@ def test_stop_and_close_end_a_running_fetch(slow):
     assert time.monotonic() - started < CANCEL_S and seconds_until_idle(model) < 0.5
 
 
+@pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="reads Linux's /proc")
+def test_the_widget_opens_no_port(widgets):
+    """Everything goes over the kernel's own connection: no server, no port of its own (the
+    kernel's ports are checked in the kernel test below)."""
+    before = listening_ports()
+    widget = widgets(tiny_visualizer(tiny_batches(2)))
+    assert len(press(widget, IG_FAST)) == 2
+    widget.label_details = {"inputIndex": 0, "modelIndex": 0, "labelIndex": 3}
+    assert widget._done.wait(30) and widget.status["state"] == "done"
+    assert listening_ports() == before
+
+
 def test_open_insights_outside_a_notebook_points_to_the_command_line(capsys):
     widget = open_insights(tiny_visualizer(tiny_batches(1)))
     try:
@@ -356,11 +412,24 @@ def test_a_widget_of_the_chinese_edition_says_everything_in_chinese(widgets, mon
 
 
 def test_the_front_end_picks_its_own_lines_by_the_widgets_language():
-    host = HOST_JS.read_text(encoding="utf-8")
-    assert 'TEXTS[model.get("language")] || TEXTS.en' in host
-    # the "lost" line, both languages
-    assert "No word from the kernel" in host and "内核已经" in host
-    assert "Waiting for the kernel" in host and "正在等待内核" in host
+    """explorer.js writes its own lines from a table, TEXTS, with an English and a Chinese
+    entry for each, and picks the entry by the widget's ``language`` trait."""
+    text = FRONT_END.read_text(encoding="utf-8")
+    table = text.split("const TEXTS = {", 1)[1].split("\n};", 1)[0]
+    english, chinese = table.split("\n  zh: {", 1)
+    assert english.lstrip().startswith("en: {")
+
+    def keys(entry: str) -> list[str]:
+        return sorted(re.findall(r"^    (\w+):", entry, re.M))
+    assert keys(english) == keys(chinese) and {"lost", "waiting"} <= set(keys(english))
+    # the "lost" line (no heartbeat: a restart or a shutdown) and "waiting", both languages
+    assert "No word from the kernel" in english and "内核已经" in chinese
+    assert "Waiting for the kernel" in english and "正在等待内核" in chinese
+    assert not re.search(r"[\u4e00-\u9fff]", english)
+    assert "TEXTS[language] || TEXTS.en" in text
+    render = text.split("\nfunction render(", 1)[1].split("\n}\n", 1)[0]
+    assert re.search(r'language = model\.get\("language"\)', render)
+    assert "textsFor(language)" in render and 'model.get("heartbeat_s")' in render
 
 
 # --- in a real kernel ------------------------------------------------------------------------
@@ -408,7 +477,12 @@ def test_in_a_kernel_cells_run_during_a_fetch_and_interrupt_and_shutdown_stop_it
     env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "MPLBACKEND": "agg"}
     manager, kernel = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
-        code = MAKE_VISUALIZER + ("from captum_helpers import open_insights\n"
+        kernel_ports = (listening_ports(manager.provisioner.process.pid)
+                        if Path("/proc/self/net/tcp").exists() else None)
+        info = manager.get_connection_info()
+        assert kernel_ports is None or {info[f"{name}_port"] for name in (
+            "shell", "iopub", "stdin", "control", "hb")} <= kernel_ports
+        code = MAKE_VISUALIZER + ("from captum_explorer import open_insights\n"
                                   "w = open_insights(make('a'), max_passes=10**9)")
         reply, outputs = execute(kernel, code)
         assert reply["content"]["status"] == "ok", reply["content"]
@@ -428,6 +502,9 @@ def test_in_a_kernel_cells_run_during_a_fetch_and_interrupt_and_shutdown_stop_it
             time.sleep(0.1)
         assert (int(printed(kernel, "calls[0]")) > before
                 and printed(kernel, "w.status['state']") == "computing")
+        # no port beyond the kernel's own
+        if kernel_ports is not None:
+            assert listening_ports(manager.provisioner.process.pid) == kernel_ports
 
         # Kernel -> Interrupt, with the kernel idle and the Fetch running
         manager.interrupt_kernel()

@@ -1,12 +1,14 @@
-"""The command line's Captum Insights (``python -m captum_course insights``): Insights' own web
-page served from a loopback port by captum_course.insights, for a projector or a machine reached
-over ssh. The app through a test client, the server over HTTP, what an attacker on the same
-machine can do, cancellation, a script and the command line. Notebook 05's widget is tested in
-test_insights.py; the shared server fixture ``insights_server`` is in conftest.py."""
+"""The command line's Captum Insights (``python -m captum_course insights``): the explorer's page
+(captum_explorer/explorer.js, as in the notebook's widget) served from a loopback port by
+captum_course.insights, for a projector or a machine reached over ssh. The app through a test
+client, the server over HTTP, what an attacker on the same machine can do, cancellation, a
+script and the command line. Notebook 05's widget is tested in test_insights.py, the engine in
+test_explorer.py; the shared server fixture ``insights_server`` is in conftest.py."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +24,8 @@ import torch
 
 from captum_course.insights import build_visualizer, create_app
 from captum_course.webserver import MAX_BODY, THREADS
-from captum_helpers import categories, photo_label
+from captum_explorer.widget import FRONT_END
+from captum_helpers import categories, photo_label, photo_paths
 from explorers import (CANCEL_S, IG_FAST, MAKE_VISUALIZER, SLOW_FETCH, TinyNet,
                        add_walkthrough_photos, http, img_photos, labels_of, raw, seconds_until_idle,
                        slow_explorer, tiny_batches, tiny_visualizer, wait_until_computing)
@@ -53,11 +56,18 @@ def photo_app(lite0, tmp_path_factory):
 
 def test_the_page_and_its_settings_need_the_token(photo_app):
     web = photo_app.test_client()
-    html = web.get("/the-token/").get_data(as_text=True)
-    # relative: keeps the token
-    assert "<title>Captum Insights</title>" in html and 'src="./static/js/' in html
-    script = html.split('src="./static/js/')[1].split('"')[0]
-    assert web.get(f"/the-token/static/js/{script}").status_code == 200
+    page = web.get("/the-token/")
+    html = page.get_data(as_text=True)
+    assert page.mimetype == "text/html" and '<html lang="en">' in html
+    # the notebook's front end, from a relative URL (keeps the token), talking to "./"
+    assert "<title>Captum Insights</title>" in html
+    assert 'import { mountServer } from "./explorer.js";' in html
+    assert re.search(r'mountServer\(document\.getElementById\("explorer"\), "\./", "en"\)',
+                     html)
+    script = web.get("/the-token/explorer.js")
+    assert (script.status_code == 200 and script.mimetype == "text/javascript"
+            and script.get_data(as_text=True) == FRONT_END.read_text(encoding="utf-8"))
+    assert not re.search(r"https?://", html)  # nothing from the network
     # relative, so it works behind a proxy
     assert web.get("/the-token").headers["Location"] == "the-token/"
     config = web.get("/the-token/init").get_json()
@@ -66,7 +76,9 @@ def test_the_page_and_its_settings_need_the_token(photo_app):
     occlusion = config["method_arguments"]["Occlusion"]  # captum's own default is "", which fails
     assert ((occlusion["sliding_window_shapes"]["value"], occlusion["strides"]["value"])
             == ("3 32 32", "3 32 32"))
-    for path in ["/", "/init", f"/static/js/{script}", "/the-tokem/init", "/the-token-x/init"]:
+    assert config == photo_app.explorer.config()
+    for path in ["/", "/init", "/explorer.js", "/the-tokem/init", "/the-token-x/init",
+                 "/the-tokem/explorer.js"]:
         assert web.get(path).status_code == 403, path
 
 
@@ -74,11 +86,17 @@ def test_a_fetch_shows_each_photo_once_and_a_click_explains_another_class(photo_
     web = photo_app.test_client()
     status, rows = post(web, "fetch", IG_FAST)
     assert (status == 200 and len(rows) == 3
-            and {row[0]["predicted"][0]["label"] for row in rows} >= {"espresso"})
-    runner_up = rows[0][0]["predicted"][1]["index"]
+            and {row["predicted"][0]["label"] for row in rows} >= {"espresso"})
+    assert [row["actual"]["label"] for row in rows] == [
+        categories()[photo_label(p)] for p in photo_paths()]
+    assert all(row["model_index"] == 0 for row in rows)
+    runner_up = rows[0]["predicted"][1]["index"]
     status, output = post(web, "attribute",
                           {"inputIndex": 0, "modelIndex": 0, "labelIndex": runner_up})
     assert status == 200 and output["active_index"] == runner_up
+    assert output["feature_outputs"][0]["modified"] != rows[0]["feature_outputs"][0]["modified"]
+    status, answer = post(web, "attribute", {"inputIndex": 3, "modelIndex": 0, "labelIndex": 1})
+    assert status == 400 and "press Fetch again" in answer["error"]
     # none predicted: an empty page
     assert post(web, "fetch", {**IG_FAST, "classes": ["goldfish"]}) == (200, [])
 
@@ -92,6 +110,7 @@ def test_a_fetch_shows_each_photo_once_and_a_click_explains_another_class(photo_
     '{"attribution_method": "Occlusion", "arguments": {"strides": "3 eight 8"}}',
     '{"attribution_method": "Occlusion", "arguments": {"sliding_window_shapes": "15 15"}}',
     '{"attribution_method": "Occlusion", "arguments": {"perturbations_per_eval": 100000}}',
+    '{"attribution_method": "Occlusion", "arguments": {"strides": "3 0 8"}}',
 ], ids=lambda b: b[:40] or "empty")
 def test_malformed_fetches_get_a_message_and_the_server_keeps_serving(client, body):
     web, _ = client(tiny_visualizer(tiny_batches(2)))
@@ -122,6 +141,25 @@ def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(clie
                           {**IG_FAST, "attribution_method": "Feature Ablation", "arguments": {}})
     assert (status == 422 and "769 times per photo" in answer["error"]
             and "Occlusion" in answer["error"])
+
+
+def test_the_chinese_edition_serves_its_page_and_messages_in_chinese(client, monkeypatch):
+    monkeypatch.setenv("CAPTUM_COURSE_LANGUAGE", "zh")
+    web, app = client(tiny_visualizer(tiny_batches(2)), max_passes=100)
+    monkeypatch.delenv("CAPTUM_COURSE_LANGUAGE")  # fixed when the app is made
+    html = web.get("/the-token/").get_data(as_text=True)
+    assert '<html lang="zh-CN">' in html and '"./", "zh")' in html
+    status, answer = post(web, "fetch", {"attribution_method": "Magic", "arguments": {}})
+    assert status == 400 and "attribution_method 必须是以下之一" in answer["error"]
+    status, answer = post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 21}})
+    assert status == 422 and "每张照片要运行模型 63 次" in answer["error"]
+    status, answer = post(web, "attribute", {"inputIndex": 0, "modelIndex": 0, "labelIndex": 1})
+    assert status == 400 and "请再点一次 Fetch" in answer["error"]
+    assert len(post(web, "fetch", IG_FAST)[1]) == 2
+    english, _ = client(tiny_visualizer(tiny_batches(1)))
+    assert '<html lang="en">' in english.get("/the-token/").get_data(as_text=True)
+    status, answer = post(english, "fetch", {"attribution_method": "Magic", "arguments": {}})
+    assert status == 400 and "attribution_method must be one of" in answer["error"]
 
 
 
@@ -369,7 +407,7 @@ def test_command_line_serves_until_a_signal_that_also_ends_a_running_fetch(tmp_p
         assert http(f"http://127.0.0.1:{port}/init")[0] == 403
         # 4 a page, then the rest
         rows = http(url + "fetch", IG_FAST)[1] + http(url + "fetch", IG_FAST)[1]
-        assert [row[0]["actual"]["index"] for row in rows] == [photo_label(p) for p in photos]
+        assert [row["actual"]["index"] for row in rows] == [photo_label(p) for p in photos]
         long_fetch = {"attribution_method": "Occlusion", "prediction": "all", "classes": [],
                       "arguments": {"sliding_window_shapes": "3 32 32", "strides": "3 16 16",
                                     "perturbations_per_eval": 4}}  # 170 passes a photo, 4 photos

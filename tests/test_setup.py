@@ -1,7 +1,11 @@
 """The set-up `make setup` runs (read with `make -n`, which prints the commands without running
-them): uv with captum's numpy<2 overridden, pip's indexes passed on, the CPU-only option."""
+them): uv with nothing overridden, pip's indexes passed on, the CPU-only option."""
 import os
 import subprocess
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pathlib import Path
 
 import pytest
@@ -25,19 +29,28 @@ def _install_line(out: str) -> str:
     return lines[0]
 
 
-def test_setup_installs_with_uv_and_the_numpy_override(tmp_path):
-    line = _install_line(_setup_commands(tmp_path))
-    assert "--override overrides.txt" in line and line.endswith('-e ".[test]"')
+def test_setup_installs_with_uv_and_overrides_nothing(tmp_path):
+    out = _setup_commands(tmp_path)
+    line = _install_line(out)
+    assert line.endswith('-e ".[test]"')
+    assert "--override" not in line  # captum 0.9.0 has no numpy<2 left to lift
     assert "--torch-backend" not in line  # PyPI's torch unless asked
+    assert "overrides.txt" not in out
 
 
-def test_overrides_replace_captums_numpy_cap_and_nothing_else():
-    lines = [line for line in (ROOT / "overrides.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    requirements = [Requirement(line) for line in lines]
-    assert [r.name for r in requirements] == ["numpy"]
-    assert (requirements[0].specifier.contains("2.5.5")
-            and requirements[0].specifier.contains("1.26.4"))
+def test_the_setup_depends_on_pyproject_alone():
+    """No overrides.txt any more: the set-up reruns when pyproject.toml changes."""
+    assert not (ROOT / "overrides.txt").exists()
+    ready = [line for line in (ROOT / "Makefile").read_text().splitlines()
+             if line.startswith("$(READY):")]
+    assert ready == ["$(READY): pyproject.toml"]
+
+
+def test_captum_is_pinned_to_090_and_numpy_is_not_capped():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = {r.name: r for r in map(Requirement, project["dependencies"])}
+    assert str(requirements["captum"].specifier) == "==0.9.0"
+    assert requirements["numpy"].specifier.contains("2.4.6")
 
 
 def test_cpu_only_torch_is_one_option_away(tmp_path):

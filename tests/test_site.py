@@ -9,7 +9,6 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from captum_course.site import (
     DOCS,
-    EXPLORER_SHOTS,
     ROOT,
     Settings,
     build_site,
@@ -82,7 +81,7 @@ def _progress_state():
     }}
 
 
-def test_tidy_turns_widgets_into_text_and_a_picture_and_keeps_a_bars_last_line():
+def test_tidy_turns_widgets_into_text_and_the_live_explorer_and_keeps_a_bars_last_line():
     def view(model_id):
         return new_output("display_data", {
             "application/vnd.jupyter.widget-view+json": {"model_id": model_id, "version_major": 2},
@@ -94,19 +93,17 @@ def test_tidy_turns_widgets_into_text_and_a_picture_and_keeps_a_bars_last_line()
         view("explorer"), view("gone")]),
         new_code_cell("second_explorer()", outputs=[view("explorer")])])
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": _progress_state()}
-    page = tidy(nb, "en")
-    bar, stderr, caption, *shot = page.cells[0].outputs
+    page = tidy(nb, "en", live="<div class=captum-explorer-live></div>")
+    bar, stderr, caption, live = page.cells[0].outputs
     assert bar.text == "Occlusion: 100% 785/785 [01:03<00:00, 12.3img/s]\n"
     assert stderr.text == "100%|###| 10/10\n"
     assert "widgets" not in page.metadata and "widget-view" not in str(page)
-    (second,) = page.cells[1].outputs  # a caption alone: the screenshot is of the first explorer
+    assert "press Fetch" in caption.data["text/markdown"]
+    assert live.data["text/html"] == "<div class=captum-explorer-live></div>"
+    (second,) = page.cells[1].outputs  # a caption alone: the first explorer is the live one
     assert "Another explorer" in second.data["text/markdown"]
-    if any(path.exists() for path in EXPLORER_SHOTS):
-        assert "after a Fetch" in caption.data["text/markdown"]
-        assert (len(shot) == 1 and shot[0].data["image/png"]
-                and "Fetch" in shot[0].data["text/plain"])
-    else:
-        assert shot == [] and "Another explorer" in caption.data["text/markdown"]
+    without = tidy(nb, "en").cells[0].outputs  # no results: a caption in its place
+    assert len(without) == 3 and "Another explorer" in without[2].data["text/markdown"]
     assert "探索器" in tidy(nb, "zh-CN").cells[1].outputs[0].data["text/markdown"]
 
 
