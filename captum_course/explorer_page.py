@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 MAX_BYTES = 3 * 2**20  # the results one edition's page may carry
+FEATURE = {"en": "Photo", "zh": "照片"}  # the ImageFeature's name, as notebook 05 gives it
 NOTE = {"en": "This explorer runs in your browser on results computed when the site was built "
               "({model}): the course photos, each method at its default arguments, every top "
               "class clickable. Press Fetch. To change the arguments, run the notebook.",
@@ -103,7 +104,8 @@ def page_data(data: dict, language: str, model_label: str) -> dict:
     maps = {method: {"error": entry["error"][language]} if "error" in entry else entry
             for method, entry in data["maps"].items()}
     return {"language": language, "config": data["config"], "photos": data["photos"],
-            "maps": maps, "note": NOTE[language].format(model=model_label)}
+            "maps": maps, "note": NOTE[language].format(model=model_label),
+            "feature": FEATURE[language]}
 
 
 def html(data: dict, front_end: str) -> str:

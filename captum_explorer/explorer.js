@@ -606,7 +606,7 @@ export function mountStatic(el, data) {
     const photo = photos[p], map = maps[method], predicted = photo.predicted || [];
     const contribution = ((map.contributions || [])[p] || [])[k];
     return {
-      feature_outputs: [{ name: "Photo", base: photo.base, modified: ((map.images || [])[p] || [])[k],
+      feature_outputs: [{ name: data.feature || "Photo", base: photo.base, modified: ((map.images || [])[p] || [])[k],
         type: "image", contribution: contribution ?? 1 }],
       actual: photo.actual || null, predicted, active_index: predicted[k] && predicted[k].index,
       model_index: 0,

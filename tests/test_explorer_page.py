@@ -20,6 +20,7 @@ def test_each_edition_gets_its_note_and_the_refusals_in_its_language(language, r
     assert page["maps"]["Feature Ablation"] == {"error": refusal}
     assert page["maps"]["Saliency"] == DATA["maps"]["Saliency"]
     assert "EfficientNet-Lite0" in page["note"] and page["language"] == language
+    assert page["feature"] == {"en": "Photo", "zh": "照片"}[language]  # as notebook 05 names it
     assert page["note"] == explorer_page.NOTE[language].format(model="EfficientNet-Lite0")
 
 
