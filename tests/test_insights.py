@@ -11,12 +11,16 @@ import json
 import os
 import re
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from captum_course.insights import build_visualizer
 from captum_explorer import InsightsError
