@@ -38,8 +38,9 @@ def _jpeg(uri: str, quality: int = 85) -> str:
 def _key(model: str) -> str:
     from captum_helpers import photo_paths
 
-    root = Path(__file__).resolve().parent.parent / "captum_explorer"
-    files = sorted(root.glob("*.py")) + [Path(__file__), *photo_paths()]
+    root = Path(__file__).resolve().parent.parent
+    files = sorted((root / "captum_explorer").glob("*.py")) + [
+        root / "captum_helpers" / "incremental.py", Path(__file__), *photo_paths()]
     blob = model.encode() + b"".join(f.name.encode() + f.read_bytes() for f in files)
     return f"explorer-{model}-{hashlib.sha256(blob).hexdigest()[:16]}"
 

@@ -12,17 +12,17 @@ from functools import partial
 import numpy as np
 import torch
 from captum.attr import (Deconvolution, DeepLift, FeatureAblation, GuidedBackprop, InputXGradient,
-                         IntegratedGradients, Occlusion, Saliency)
+                         IntegratedGradients, Saliency)
 from PIL import Image
 
 from captum_helpers.language import language as edition_language, say as _say
 from captum_helpers.speed import INTEGRATED_GRADIENTS_BATCH, passes_per_example
+from captum_helpers.incremental import IncrementalOcclusion  # captum's Occlusion, faster
 
 CANCEL_WAIT_S = 2.0  # close() waits this long for a running Fetch to end
 MAX_PASSES = 800  # model passes one Fetch may make (a backward pass counts as two)
 ROWS, TOP, IMAGE_PX = 4, 4, 224  # examples a Fetch shows, classes a row shows, picture side
-# name -> (captum method, {argument: (default, type, limit)}): Insights' methods and arguments
-METHODS: dict[str, tuple[type, dict]] = {
+METHODS: dict[str, tuple[type, dict]] = {  # name: (method, {argument: (default, type, limit)})
     "Deconvolution": (Deconvolution, {}), "DeepLift": (DeepLift, {}),
     "Guided Backprop": (GuidedBackprop, {}), "Input X Gradient": (InputXGradient, {}),
     "Integrated Gradients": (IntegratedGradients, {"n_steps": (25, "number", [2, None]), "method": (
@@ -30,11 +30,11 @@ METHODS: dict[str, tuple[type, dict]] = {
                                   "riemann_trapezoid", "gausslegendre"])}),
     "Saliency": (Saliency, {}),
     "Feature Ablation": (FeatureAblation, {"perturbations_per_eval": (16, "number", [1, 100])}),
-    "Occlusion": (Occlusion, {"sliding_window_shapes": ("3 32 32", "string", None),
+    "Occlusion": (IncrementalOcclusion, {"sliding_window_shapes": ("3 32 32", "string", None),
                               "strides": ("3 32 32", "string", None),
                               "perturbations_per_eval": (16, "number", [1, 100])})}
 TUPLES = ("sliding_window_shapes", "strides")  # typed as "3 32 32" on the page
-PERTURBING = (FeatureAblation, Occlusion)  # no gradients: the others' inputs require them
+PERTURBING = (FeatureAblation, IncrementalOcclusion)  # no gradients: the others' inputs need them
 SUPERSEDED = "Cancelled: a newer request replaced this one."
 warnings.filterwarnings("ignore", "Setting (forward, backward|backward) hooks", module="captum")
 
@@ -201,8 +201,8 @@ class InsightsExplorer:
     def _check_budget(self, rows: int, inputs: tuple, settings: dict) -> None:
         method, arguments = settings["attribution_method"], settings["arguments"]
         try:
-            each = len(self.visualizer.models) * sum(
-                passes_per_example(method, arguments, tuple(t.shape[1:])) for t in inputs)
+            each = sum(passes_per_example(method, arguments, tuple(t.shape[1:]), model)
+                       for model in self.visualizer.models for t in inputs)
         except ValueError as err:
             raise InsightsError(self.say(f"{method}: {err}", f"{method}：{err}")) from None
         if each * rows > self.max_passes:
@@ -213,11 +213,11 @@ class InsightsExplorer:
                                    "用更大的步长或窗口（窗口 3 32 32、步长 3 32 32 是 50 次）")}
             english, chinese = lower.get(method, ("choose another method", "换一种方法"))
             raise Refused(self.say(
-                f"{method} would run the model {each:,} times per photo, {each * rows:,} for {rows}"
+                f"{method} would take {each:,} model passes per photo, {each * rows:,} for {rows}"
                 f": more than the {self.max_passes:,} one Fetch may take (15 s or so on 2 cores). "
                 f"To lower it, {english}, or filter by class to fewer photos.",
-                f"{method} 每张照片要运行模型 {each:,} 次，{rows} 张照片共 {each * rows:,} 次："
-                f"超过了一次 Fetch 最多可做的 {self.max_passes:,} 次（在 2 个核心上大约 15 秒）。"
+                f"{method} 每张照片要做 {each:,} 次模型传播的计算，{rows} 张共 {each * rows:,} 次："
+                f"超过一次 Fetch 最多可做的 {self.max_passes:,} 次（2 个核心上约 15 秒）。"
                 f"要减少次数，请{chinese}，或者按类别筛选到更少的照片。"))
 
     def fetch(self, settings: dict, ticket: int | None = None, gone=lambda: False) -> list:

@@ -1,6 +1,7 @@
 """Helpers for the Captum model-understanding notebooks: the plumbing, not the lesson."""
 from .assets import (IMG_DIR, PHOTOS, WALKTHROUGH_PHOTOS, download_walkthrough_photos, photo_label,
                      photo_paths)
+from .incremental import IncrementalOcclusion
 from .images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -36,7 +37,7 @@ __all__ = [
     "MODEL_ENV", "Prediction", "categories", "gradcam_layer", "label", "load_model",
     "model_name", "predict", "to_target",
     "default_cmap", "show_image", "progress", "fast_model",
-    "INTEGRATED_GRADIENTS_BATCH", "OCCLUSION_BATCH", "occlusion_windows",
+    "INTEGRATED_GRADIENTS_BATCH", "OCCLUSION_BATCH", "occlusion_windows", "IncrementalOcclusion",
 ]
 if language() == "zh":  # the Chinese edition's plots: a CJK font for their titles and labels
     use_chinese_font()

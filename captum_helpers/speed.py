@@ -58,14 +58,22 @@ def occlusion_windows(input_shape: Sequence[int], sliding_window_shapes: Sequenc
                      for size, w, s in zip(input_shape, sliding_window_shapes, strides))
 
 
-def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...]) -> int:
+def passes_per_example(method: str, arguments: dict, shape: tuple[int, ...],
+                       model: torch.nn.Module | None = None) -> int:
     """Model passes one example costs in Captum Insights with these settings, counted as
-    captum loops (a backward pass counts as two). Used by the explorer's work budget."""
+    captum loops (a backward pass counts as two). Used by the explorer's work budget. Given the
+    ``model``, Occlusion counts what the explorer computes, IncrementalOcclusion (notebook 03):
+    its share of the convolutions' work, in full passes, rounded up."""
     if method == "Integrated Gradients":
         return 3 * arguments["n_steps"]  # n_steps scaled copies, forward and backward
     if method == "Occlusion":  # each window position, and the photo itself
-        return occlusion_windows(shape, arguments["sliding_window_shapes"],
-                                 arguments["strides"]) + 1
+        window, strides = arguments["sliding_window_shapes"], arguments["strides"]
+        passes = occlusion_windows(shape, window, strides) + 1
+        if model is None:
+            return passes
+        from .incremental import IncrementalOcclusion
+
+        return math.ceil(passes * IncrementalOcclusion(model).share(shape, window, strides))
     if method == "Feature Ablation":
         return math.prod(shape) + 1  # without a feature mask each input value is ablated alone
     return 6 if method == "DeepLift" else 3  # DeepLift runs input and baseline together

@@ -113,3 +113,19 @@ def test_notebook_times_prints_seconds_model_and_memory_per_notebook(tiny_course
     assert re.search(r"\| 02_broken \| - \| \d+ \| - \| FAILED: ZeroDivisionError: division by "
                      r"zero \|", out), out
     assert re.search(r"\| \*\*total\*\* \| \| \*\*\d+\*\* \|", out), out
+
+
+@pytest.mark.once
+def test_occlusion_bench_compares_the_two_ways_in_one_run():
+    """bench/occlusion.py, a smoke run on a 48-pixel photo: both models, both settings, each
+    with the ratio, the work IncrementalOcclusion did and its difference from captum's map."""
+    bench = Path(__file__).resolve().parent.parent / "bench" / "occlusion.py"
+    done = subprocess.run([sys.executable, str(bench), "--size", "48", "--repeats", "1",
+                           "--threads", "1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summaries = re.findall(r"captum / incremental: ([\d.]+)x; multiply-adds ([\d.]+)% of "
+                           r"recomputing every copy; largest difference ([\d.e+-]+) of",
+                           done.stdout)
+    assert len(summaries) == 4, done.stdout  # 2 models x 2 settings
+    for ratio, share, gap in summaries:
+        assert float(ratio) > 0 and 0 < float(share) <= 100 and float(gap) <= 1e-4

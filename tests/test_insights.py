@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import re
 import time
@@ -238,11 +239,8 @@ def test_a_model_that_fails_shows_its_error_in_the_widget(widgets):
 @pytest.mark.parametrize("settings", [
     {"attribution_method": "Integrated Gradients",
      "arguments": {"n_steps": 7, "method": "riemann_left"}},
-    {"attribution_method": "Occlusion", "arguments": {"sliding_window_shapes": "3 5 5",
-                                                      "strides": "3 4 3",
-                                                      "perturbations_per_eval": 1}},
     {"attribution_method": "Saliency", "arguments": {}},
-], ids=["integrated-gradients", "occlusion", "saliency"])
+], ids=["integrated-gradients", "saliency"])
 def test_the_budget_counts_the_passes_captum_makes(widgets, settings):
     """passes_per_example against the images the model really sees: forward passes, and for
     gradient methods one backward pass (counted as two) per forward pass."""
@@ -252,10 +250,28 @@ def test_the_budget_counts_the_passes_captum_makes(widgets, settings):
     assert len(press(widget, {**settings, "prediction": "all", "classes": []})) == 1
     # the prediction for the filter, and captum's own for the row
     attribution_images = model.images - 2
-    backward = settings["attribution_method"] != "Occlusion"
-    arguments = {"n_steps": 7, "sliding_window_shapes": (3, 5, 5), "strides": (3, 4, 3)}
-    assert attribution_images * (3 if backward else 1) == passes_per_example(
-        settings["attribution_method"], arguments, (3, 16, 16))
+    assert attribution_images * 3 == passes_per_example(
+        settings["attribution_method"], {"n_steps": 7}, (3, 16, 16))
+
+
+def test_the_budget_counts_the_work_incremental_occlusion_does():
+    """The explorer's Occlusion is IncrementalOcclusion: its cost is the share of captum's
+    convolution work it computes (counted before, without computing) times captum's passes."""
+    from captum_helpers import IncrementalOcclusion
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 10)).eval()
+    photo = torch.rand(1, 3, 16, 16)
+    arguments = {"sliding_window_shapes": (3, 5, 5), "strides": (3, 4, 3)}
+    explainer = IncrementalOcclusion(model)
+    explainer.attribute(photo, target=0, baselines=0, **arguments)
+    done = explainer.macs / explainer.full_macs  # what it computed
+    passes = passes_per_example("Occlusion", arguments, (3, 16, 16))
+    assert passes == 4 * 5 + 1 and 0 < done < 1
+    assert passes_per_example("Occlusion", arguments, (3, 16, 16), model) == math.ceil(
+        passes * done)
 
 
 def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(widgets):
@@ -269,12 +285,12 @@ def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(widg
     model.images = 0
     press(widget, {**IG_FAST, "arguments": {"n_steps": 21}})
     assert (widget.status["state"] == "error"
-            and "63 times per photo, 189 for 3" in widget.status["text"])
+            and "63 model passes per photo, 189 for 3" in widget.status["text"])
     assert "lower n_steps" in widget.status["text"] and model.images == 3  # the predictions only
     assert labels_of(press(widget, {**IG_FAST, "arguments": {"n_steps": 21},
                                     "prediction": "correct"})) == [predicted]
     # from Python: raised
-    with pytest.raises(InsightsError, match="769 times per photo.*use Occlusion"):
+    with pytest.raises(InsightsError, match="769 model passes per photo.*use Occlusion"):
         widget.fetch("Feature Ablation")
 
 
@@ -400,7 +416,7 @@ def test_a_widget_of_the_chinese_edition_says_everything_in_chinese(widgets, mon
     # 63 passes a photo, 126 for 2: over 100
     press(widget, {**IG_FAST, "arguments": {"n_steps": 21}})
     text = widget.status["text"]
-    assert (widget.status["state"] == "error" and "每张照片要运行模型 63 次" in text
+    assert (widget.status["state"] == "error" and "每张照片要做 63 次模型传播的计算" in text
             and "调低 n_steps" in text)
     assert len(press(widget, IG_FAST)) == 2
     assert (widget.status["state"] == "done"

@@ -196,7 +196,7 @@ def test_notebook_05_in_jupyterlab_errors_sockets_and_a_restart(page, tmp_path):
         widget.locator("select[name=selected_method]").select_option("Feature Ablation")
         widget.get_by_role("button", name="Fetch").click()
         # and what to lower
-        expect(status).to_contain_text("150,529 times per photo", timeout=60_000)
+        expect(status).to_contain_text("150,529 model passes per photo", timeout=60_000)
         expect(status).to_have_attribute("data-state", "error")
 
         api(lab, f"api/kernels/{kernel['id']}/restart", method="POST")
@@ -306,6 +306,6 @@ def test_page_filters_by_class_and_reports_refused_settings(page, insights):
     page.select_option("select[name=selected_method]", "Feature Ablation")
     page.get_by_role("button", name="Fetch").click()
     # and what to lower
-    expect(page.get_by_role("alert")).to_contain_text("150,529 times per photo")
+    expect(page.get_by_role("alert")).to_contain_text("150,529 model passes per photo")
     # the page is still there
     expect(page.get_by_text("CAPTUM INSIGHTS", exact=False)).to_be_visible()

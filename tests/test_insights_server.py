@@ -130,7 +130,7 @@ def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(clie
     assert post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 20}})[0] == 200
     model.images = 0
     status, answer = post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 21}})
-    assert (status == 422 and "63 times per photo, 189 for 3" in answer["error"]
+    assert (status == 422 and "63 model passes per photo, 189 for 3" in answer["error"]
             and "n_steps" in answer["error"])
     assert model.images == 3  # the predictions only
     status, rows = post(web, "fetch",
@@ -139,7 +139,7 @@ def test_over_budget_is_refused_before_any_attribution_saying_what_to_lower(clie
     assert status == 200 and labels_of(rows) == [predicted]
     status, answer = post(web, "fetch",
                           {**IG_FAST, "attribution_method": "Feature Ablation", "arguments": {}})
-    assert (status == 422 and "769 times per photo" in answer["error"]
+    assert (status == 422 and "769 model passes per photo" in answer["error"]
             and "Occlusion" in answer["error"])
 
 
@@ -152,7 +152,7 @@ def test_the_chinese_edition_serves_its_page_and_messages_in_chinese(client, mon
     status, answer = post(web, "fetch", {"attribution_method": "Magic", "arguments": {}})
     assert status == 400 and "attribution_method 必须是以下之一" in answer["error"]
     status, answer = post(web, "fetch", {**IG_FAST, "arguments": {"n_steps": 21}})
-    assert status == 422 and "每张照片要运行模型 63 次" in answer["error"]
+    assert status == 422 and "每张照片要做 63 次模型传播的计算" in answer["error"]
     status, answer = post(web, "attribute", {"inputIndex": 0, "modelIndex": 0, "labelIndex": 1})
     assert status == 400 and "请再点一次 Fetch" in answer["error"]
     assert len(post(web, "fetch", IG_FAST)[1]) == 2
